@@ -1,0 +1,76 @@
+"""The reward Ray actor: a `RewardRunner` behind an actor, plus helpers to use a pool of them.
+
+`RewardWorker` is a plain class, so it is importable and testable without Ray; the driver makes it
+an actor with the resources it wants (give it as many CPUs as it runs worker processes):
+
+    Actor = ray.remote(num_cpus=4)(RewardWorker)
+    workers = [Actor.remote(specs, timeout_s=10.0, num_procs=4) for _ in range(2)]
+    results = score_in_pool(workers, requests)        # list[ScoreResult], in the order of `requests`
+    metrics = stats_in_pool(workers)                  # counters summed, agreement re-weighted
+
+Ray is imported inside the pool helpers only, so `rewards` stays importable without it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rewards.runner import RewardRunner, RewardSpec, ScoreRequest, ScoreResult
+
+
+class RewardWorker:
+    """Wraps a `RewardRunner`; its worker processes start with the actor and stop with `close()`."""
+
+    def __init__(self, specs: dict[str, list[RewardSpec]], timeout_s: float = 10.0, num_procs: int = 1):
+        self.runner = RewardRunner(specs, timeout_s=timeout_s, num_procs=num_procs)
+
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        return self.runner.score(requests)
+
+    def stats(self, reset: bool = True) -> dict[str, float]:
+        return self.runner.stats(reset=reset)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def score_in_pool(workers: list[Any], requests: list[ScoreRequest]) -> list[ScoreResult]:
+    """Score `requests` on the `RewardWorker` actors in parallel; results come back in request order.
+
+    Requests are dealt round-robin (request i goes to actor i % len(workers)) rather than in
+    contiguous chunks: the samples of one prompt sit next to each other and tend to cost the same
+    (long code, slow tests), so striding spreads the expensive groups over the actors.
+    """
+    import ray
+
+    if not workers:
+        raise ValueError("score_in_pool needs at least one RewardWorker actor; the pool is empty")
+    shares = [requests[i::len(workers)] for i in range(len(workers))]
+    # Only the last shares can be empty (fewer requests than actors), so share i is still scored[i].
+    futures = [worker.score.remote(share) for worker, share in zip(workers, shares) if share]
+    scored = ray.get(futures)
+    results: list[ScoreResult | None] = [None] * len(requests)
+    for i, share_results in enumerate(scored):  # share i holds requests i, i + k, i + 2k, ...
+        results[i::len(workers)] = share_results
+    return results
+
+
+def stats_in_pool(workers: list[Any], reset: bool = True) -> dict[str, float]:
+    """Merge the actors' `stats()`: counters are summed, agreement fractions re-weighted by their counts."""
+    import ray
+
+    return merge_stats(ray.get([worker.stats.remote(reset) for worker in workers]))
+
+
+def merge_stats(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Sum the counters of several `RewardRunner.stats()`; average `reward_agreement/<task>` by
+    `reward_agreement_count/<task>` (a plain sum of fractions would be meaningless)."""
+    merged: dict[str, float] = {}
+    for part in parts:
+        for key, value in part.items():
+            if key.startswith("reward_agreement/"):
+                value *= part[key.replace("reward_agreement/", "reward_agreement_count/", 1)]
+            merged[key] = merged.get(key, 0.0) + value
+    for key in merged:
+        if key.startswith("reward_agreement/"):
+            merged[key] /= merged[key.replace("reward_agreement/", "reward_agreement_count/", 1)]
+    return merged
