@@ -1,0 +1,1 @@
+"""Task environments: task categories (`envs.tasks`), built-ins (`envs.builtin`), agents (`envs.agents`)."""

@@ -1,0 +1,5 @@
+"""Rewards: the contract (`rewards.base`), the built-in table and loader (`rewards.registry`)."""
+from rewards.base import RewardResult, reward_spec
+from rewards.registry import BUILTIN_REWARDS, get_reward, load_object
+
+__all__ = ["BUILTIN_REWARDS", "RewardResult", "get_reward", "load_object", "reward_spec"]

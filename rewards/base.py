@@ -1,0 +1,87 @@
+"""The reward contract shared by built-in and user rewards.
+
+A reward is a plain function::
+
+    def score(completion: str, **row) -> float | None | RewardResult
+
+`completion` is the answer text (the thinking block is removed by the caller unless the function is
+marked `raw_completion=True`); `row` carries the dataset columns plus `task` (and `env_info` for
+agent tasks). Extra row fields must be ignored, so every reward takes `**row`. `None` means "not
+applicable to this sample" and is left out of weighted sums. A reward may be `async def`.
+
+`reward_spec` marks what a reward needs, so the task loader can reject a dataset row that lacks a
+required field at load time (naming the file and row) instead of at step 500.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Union
+
+RewardValue = Union[float, None, "RewardResult"]
+RewardFn = Callable[..., Union[RewardValue, Awaitable[RewardValue]]]
+
+
+@dataclass
+class RewardResult:
+    """A score plus details that explain it (shown by `rl score`, logged with rollouts)."""
+
+    score: float | None
+    """The reward; None = not applicable to this sample."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """JSON-serialisable explanation, e.g. {"parsed": "3/4", "gold": "0.75"}."""
+
+
+def reward_spec(*, required: tuple[str, ...] = (), raw_completion: bool = False):
+    """Declare the row fields a reward needs and whether it wants the raw completion (with thinking).
+
+    This only sets two attributes on the function; it is optional for user rewards.
+    """
+
+    def mark(fn: RewardFn) -> RewardFn:
+        fn.required_fields = tuple(required)
+        fn.raw_completion = raw_completion
+        return fn
+
+    return mark
+
+
+def required_fields(fn: Any) -> tuple[str, ...]:
+    """Row fields `fn` declared with `reward_spec` (partials are unwrapped)."""
+    while hasattr(fn, "func") and not hasattr(fn, "required_fields"):
+        fn = fn.func
+    return tuple(getattr(fn, "required_fields", ()))
+
+
+def wants_raw_completion(fn: Any) -> bool:
+    while hasattr(fn, "func") and not hasattr(fn, "raw_completion"):
+        fn = fn.func
+    return bool(getattr(fn, "raw_completion", False))
+
+
+def require(row: dict[str, Any], reward: str, *fields: str) -> None:
+    """Raise a clear error when `row` lacks a field that reward `reward` needs."""
+    missing = [f for f in fields if f not in row or row[f] is None]
+    if missing:
+        raise ValueError(
+            f"reward {reward!r} needs row field(s) {missing}; the row has {sorted(row)}. "
+            f"Add the column to the dataset or map it with the task's `columns` setting."
+        )
+
+
+def as_result(value: Any, reward: str) -> RewardResult:
+    """Normalise what a reward returned; garbage (NaN, strings, ...) is a reward bug and raises."""
+    if isinstance(value, RewardResult):
+        result = value
+    elif value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = RewardResult(None if value is None else float(value))
+    elif isinstance(value, bool):
+        result = RewardResult(float(value))
+    else:
+        raise TypeError(f"reward {reward!r} returned {type(value).__name__} {value!r:.80}; "
+                        "return a float, None or RewardResult")
+    if result.score is not None:
+        score = float(result.score)
+        if score != score or score in (float("inf"), float("-inf")):
+            raise ValueError(f"reward {reward!r} returned a non-finite score {score}")
+        result.score = score
+    return result

@@ -1,0 +1,170 @@
+"""Generation engines behind one small interface: vLLM (default) and transformers `generate` (fallback).
+
+    engine = make_engine("vllm", model_path, temperature=1.0, top_p=1.0, ...)
+    outs = engine.generate([[1, 2, 3], [1, 2]], max_tokens=[64, 64])   # token-in / token-out
+    engine.load_weights([("model.embed_tokens.weight", tensor), ...])
+
+Both take prompt token ids and return the sampled token ids with the log-probability of each under
+the sampling distribution (logits / temperature), so the learner's recomputed logprobs can be compared
+with them. Neither re-tokenises anything.
+
+vLLM runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the "uni" executor): in a Ray actor there is
+no point in a second process, weights can be loaded as tensors, and on CPU it is ~2x faster than
+vLLM's default multiprocess mode (which pins the worker to one core).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class EngineOutput:
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str
+    """"stop" (EOS or a stop token) or "length" (max_tokens reached)."""
+
+
+class Engine(Protocol):
+    def generate(self, prompts: list[list[int]], max_tokens: list[int]) -> list[EngineOutput]: ...
+
+    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None: ...
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """bf16 on CUDA; fp32 on CPU, where torch's bf16 matmuls are 50-100x slower than fp32."""
+    return torch.bfloat16 if device == "cuda" else torch.float32
+
+
+class HFEngine:
+    """transformers `generate`, batched with left padding. The fallback where vLLM does not run."""
+
+    def __init__(self, model_path: str, temperature: float, top_p: float, seed: int, dtype: str = "auto"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch_dtype = default_dtype(self.device) if dtype == "auto" else getattr(torch, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch_dtype).to(self.device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.eos_ids = _eos_ids(self.model.generation_config, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.temperature, self.top_p = temperature, top_p
+        self.generator_seed = seed
+        torch.manual_seed(seed)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], max_tokens: list[int]) -> list[EngineOutput]:
+        outputs: list[EngineOutput | None] = [None] * len(prompts)
+        # One generate call per distinct max_tokens (phase-2 budget continuations differ per sample).
+        for limit in sorted(set(max_tokens)):
+            idx = [i for i, m in enumerate(max_tokens) if m == limit]
+            for i, out in zip(idx, self._generate_batch([prompts[i] for i in idx], limit)):
+                outputs[i] = out
+        return outputs  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts: list[list[int]], limit: int) -> list[EngineOutput]:
+        if limit <= 0:
+            return [EngineOutput([], [], "length") for _ in prompts]
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt):] = torch.tensor(prompt)
+            mask[row, width - len(prompt):] = 1
+        out = self.model.generate(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), do_sample=True,
+            temperature=self.temperature, top_p=self.top_p, top_k=0, max_new_tokens=limit,
+            eos_token_id=self.eos_ids, pad_token_id=self.pad_id, output_logits=True,
+            return_dict_in_generate=True)
+        new = out.sequences[:, width:].cpu()                                     # (B, L)
+        logits = torch.stack(out.logits, dim=1).float() / self.temperature       # (B, L, V)
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.to(logits.device).unsqueeze(-1)).squeeze(-1).cpu()
+        results = []
+        for row in range(len(prompts)):
+            tokens = new[row].tolist()
+            end = next((k + 1 for k, t in enumerate(tokens) if t in self.eos_ids), None)
+            n = end if end is not None else len(tokens)
+            results.append(EngineOutput(tokens[:n], logprobs[row, :n].tolist(), "stop" if end else "length"))
+        return results
+
+    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+        state = self.model.state_dict()
+        with torch.no_grad():
+            for name, tensor in named_tensors:
+                if name not in state:
+                    raise KeyError(f"weight {name!r} from the learner is not in the rollout model; "
+                                   "learner and rollout must load the same architecture")
+                state[name].copy_(tensor)
+
+
+class VLLMEngine:
+    """vLLM's offline `LLM`, in-process; weights updated through a worker extension (see below)."""
+
+    def __init__(self, model_path: str, temperature: float, top_p: float, seed: int, dtype: str = "auto",
+                 gpu_memory_utilization: float = 0.5, kv_cache_gb: float = 1.0, enforce_eager: bool = True,
+                 max_model_len: int | None = None):
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # must be set before vLLM starts its engine
+        from vllm import LLM, SamplingParams
+
+        kwargs = {}
+        if not torch.cuda.is_available():
+            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
+        self.llm = LLM(
+            model=model_path, dtype="auto" if dtype == "auto" else dtype, seed=seed, enforce_eager=enforce_eager,
+            distributed_executor_backend="uni", gpu_memory_utilization=gpu_memory_utilization,
+            worker_extension_cls="rl.engines.VLLMWeightLoader", max_model_len=max_model_len,
+            logprobs_mode="processed_logprobs", **kwargs)
+        self.sampling = SamplingParams
+        self.temperature, self.top_p = temperature, top_p
+
+    def generate(self, prompts: list[list[int]], max_tokens: list[int]) -> list[EngineOutput]:
+        from vllm.inputs import TokensPrompt
+
+        todo = [i for i, m in enumerate(max_tokens) if m > 0]
+        params = [self.sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens[i],
+                                logprobs=0, skip_special_tokens=False) for i in todo]
+        results = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[i]) for i in todo], params,
+                                    use_tqdm=False)
+        outputs = [EngineOutput([], [], "length") for _ in prompts]
+        for i, result in zip(todo, results):
+            choice = result.outputs[0]
+            ids = list(choice.token_ids)
+            logprobs = [step[t].logprob for step, t in zip(choice.logprobs, ids)]
+            outputs[i] = EngineOutput(ids, logprobs, "length" if choice.finish_reason == "length" else "stop")
+        return outputs
+
+    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+        self.llm.collective_rpc("load_named_tensors", args=(named_tensors,))
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+
+
+class VLLMWeightLoader:
+    """vLLM worker extension: mixed into vLLM's worker class, so `self.model_runner` is the worker's.
+
+    The method name must not be `update_weights`, which collides with vLLM's own weight-transfer API.
+    In-process (uni executor) the tensors arrive as they are; a multiprocess or GPU-cluster engine
+    would take a file path or an NCCL broadcast here instead.
+    """
+
+    def load_named_tensors(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+        # reload_weights (not model.load_weights): it re-runs the post-load processing that the CPU
+        # build applies (weight repacking), without which the next load fails on repacked params.
+        self.model_runner.reload_weights(weights_iterator=iter(named_tensors))
+
+
+def make_engine(backend: str, model_path: str, *, temperature: float, top_p: float, seed: int,
+                **vllm_kwargs) -> Engine:
+    if backend == "vllm":
+        return VLLMEngine(model_path, temperature, top_p, seed, **vllm_kwargs)
+    if backend == "hf":
+        return HFEngine(model_path, temperature, top_p, seed)
+    raise ValueError(f"rollout.backend must be 'vllm' or 'hf', got {backend!r}")
+
+
+def _eos_ids(generation_config, tokenizer) -> list[int]:
+    eos = generation_config.eos_token_id if generation_config.eos_token_id is not None else tokenizer.eos_token_id
+    return list(eos) if isinstance(eos, (list, tuple)) else [eos]

@@ -1,0 +1,90 @@
+"""Everything that crosses actors: small, typed dataclasses (pickled through Ray's object store).
+
+One GRPO step moves data like this:
+
+    driver --RolloutRequest--> RolloutWorker --Rollout--> driver --ScoreRequest--> RewardWorker
+    driver --TrainBatch (tensors)--> Learner ranks --metrics dict--> driver
+    Learner rank 0 --WeightUpdate--> RolloutWorkers
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class RolloutRequest:
+    """One sequence to generate (a prompt appears `group_size` times, once per sample)."""
+
+    uid: str
+    """`<step>-<prompt index>`: samples with the same uid form one GRPO group."""
+    task: str
+    """Task category name."""
+    prompt_ids: list[int]
+    """Rendered prompt tokens (chat template applied by the driver, never re-tokenised later)."""
+    max_new_tokens: int
+    """Response token budget (thinking + answer, and all turns of an agent episode)."""
+    thinking: bool
+    """Mode the prompt asks for (True: /think)."""
+    thinking_budget: int | None = None
+    """Stop thinking after this many tokens and insert STOP_THINKING (None: no budget)."""
+    seed: int = 0
+    """Sampling seed for this sequence (reproducible rollouts)."""
+
+
+@dataclass
+class Rollout:
+    """A generated response with the per-token data the learner needs."""
+
+    request: RolloutRequest
+    response_ids: list[int]
+    """All tokens after the prompt: model tokens, inserted stop-thinking text, env/tool tokens."""
+    loss_mask: list[int]
+    """1 for tokens the model sampled (trained on), 0 for inserted or env tokens. Same length."""
+    logprobs: list[float]
+    """Behaviour logprobs from the engine for each response token (0.0 where loss_mask is 0)."""
+    text: str
+    """Decoded response (what rewards see)."""
+    finish_reason: str
+    """"stop" (EOS / stop string), "length" (truncated) or "env" (the environment ended it)."""
+    budget_hit: bool = False
+    """The thinking budget was reached and STOP_THINKING was inserted."""
+    env_info: dict[str, Any] = field(default_factory=dict)
+    """Agent envs: turns, tool calls, env reward, errors."""
+    weights_version: int = 0
+    """Learner step whose weights generated this rollout (staleness for off-policy runs)."""
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+@dataclass
+class TrainBatch:
+    """Padded tensors for one learner rank. Shapes: (B, T) with T = prompt + response, right-padded."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor
+    """1 on response tokens that are trained (model-sampled), 0 on prompt, padding, env tokens."""
+    advantages: torch.Tensor
+    """(B,) per-sequence GRPO advantage."""
+    behavior_logprobs: torch.Tensor
+    """(B, T) engine logprobs aligned with input_ids positions (used for off-policy correction)."""
+
+    def split(self, parts: int) -> list["TrainBatch"]:
+        size = len(self.input_ids) // parts
+        return [TrainBatch(*(t[i * size:(i + 1) * size] for t in self.tensors())) for i in range(parts)]
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.input_ids, self.attention_mask, self.loss_mask, self.advantages, self.behavior_logprobs)
+
+
+@dataclass
+class WeightUpdate:
+    """Full model weights after a learner step, as named CPU tensors (object-store transport)."""
+
+    version: int
+    named_tensors: list[tuple[str, torch.Tensor]]
