@@ -1,0 +1,526 @@
+"""Model-based reward WITH a reference answer (Qwen3 report, section 4.4 (2)): a judge LLM.
+
+A judge model reads {question, reference, response} in `JUDGE_TEMPLATE` and gives a verdict:
+- mode "yes_no" (default): score = P(YES) / (P(YES) + P(NO)) from the next-token distribution right
+  after the prompt, i.e. a softmax over the two verdict logits; one forward pass, no sampling.
+- mode "grade": the judge writes a 0-10 grade (greedy, a few tokens); score = grade / 10.
+
+Backends, picked from the `model` string given to `JudgeWorker`:
+- a local Hugging Face model folder: transformers (fp32 on CPU, bf16/fp16 on CUDA; `pick_device_dtype`).
+  The prompt is rendered with the tokenizer's chat template when it has one (thinking off, so the
+  verdict is the next token), else the plain message followed by "\\nAnswer:".
+- an `http(s)://` URL: any OpenAI-compatible server (e.g. `vllm serve`). `api="completions"` (default)
+  posts the plain prompt to `/v1/completions`, one request per micro-batch, reading `logprobs`;
+  `api="chat"` posts to `/v1/chat/completions` (the server applies its chat template), one request per
+  item. Requests run `max_concurrency` at a time, each bounded by `timeout_s`.
+
+Serving: `JudgeWorker` is a plain class; the driver wraps it with Ray and names it so rewards find it::
+
+    ray.remote(JudgeWorker).options(name="rl-judge", namespace=RAY_NAMESPACE, max_concurrency=256).remote(path)
+
+Its `async def score` / `judge` queue requests and flush them as one batch when `max_batch` wait or
+`max_wait_ms` after the first arrived, so many concurrent reward calls become one forward pass (Ray
+runs a class with async methods as an async actor: all calls share one event loop).
+
+The reward is `judge_reward` (built-in name "judge"), a thin async client; see its docstring.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Generic, Literal, Sequence, TypeVar
+
+import torch
+
+from rewards.base import RewardResult, reward_spec
+
+JudgeMode = Literal["yes_no", "grade"]
+
+JUDGE_TEMPLATE = (
+    "You are grading a response to a question against a reference answer. The response is correct "
+    "when its final answer agrees with the reference answer; wording and format may differ.\n\n"
+    "Question:\n{question}\n\n"
+    "Reference answer:\n{reference}\n\n"
+    "Response:\n{response}\n\n"
+    "{instruction}"
+)
+"""The judge's user message; `instruction` is `INSTRUCTIONS[mode]`."""
+INSTRUCTIONS: dict[str, str] = {
+    "yes_no": "Is the response correct? Answer YES or NO.",
+    "grade": "Grade the response from 0 (wrong) to 10 (fully correct). Reply with the grade only.",
+}
+PLAIN_SUFFIX = "\nAnswer:"
+"""Appended when no chat template applies (plain tokenizers, `/v1/completions`): the verdict follows it."""
+
+
+@dataclass
+class JudgeItem:
+    question: str
+    reference: str
+    response: str
+
+
+@dataclass
+class Verdict:
+    """What the judge said about one response."""
+
+    score: float
+    """In [0, 1]: P(YES) (yes_no) or grade / 10 (grade); 0.0 when the judge's output was malformed."""
+    verdict: str
+    """"YES" / "NO" (yes_no), the grade "0".."10" (grade), or "malformed"."""
+    text: str = ""
+    """The judge's raw output (grade mode) or top tokens (HTTP yes_no), for debugging."""
+
+
+@dataclass
+class JudgeOptions:
+    """How a `JudgeWorker` runs; `JudgeWorker(model, **options)` and `judge_options` fill it."""
+
+    mode: JudgeMode = "yes_no"
+    """"yes_no": P(YES) from the verdict logits; "grade": parse a generated 0-10 grade."""
+    micro_batch_size: int = 8
+    """Items per forward pass (transformers) or per `/v1/completions` request (HTTP)."""
+    max_batch: int = 32
+    """The async batcher flushes when this many `score` calls wait..."""
+    max_wait_ms: float = 20.0
+    """...or this long after the first one arrived."""
+    max_response_chars: int = 8000
+    """Longer responses are cut (head kept) so one rambling sample cannot blow up memory or the server."""
+    device: str | None = None
+    """transformers: "cpu", "cuda", "cuda:1"; None picks by capability."""
+    dtype: str | None = None
+    """transformers: "float32", "bfloat16", ...; None picks by capability (fp32 on CPU)."""
+    max_new_tokens: int = 8
+    """Grade mode: tokens the judge may write before its grade is parsed."""
+    served_model: str | None = None
+    """HTTP: the model name the server was started with; None asks `GET /v1/models` (one model served)."""
+    api: Literal["completions", "chat"] = "completions"
+    """HTTP: which OpenAI endpoint to use (see the module docstring)."""
+    timeout_s: float = 120.0
+    """HTTP: per-request timeout."""
+    max_concurrency: int = 8
+    """HTTP: requests in flight at once."""
+    top_logprobs: int = 20
+    """HTTP yes_no: how many top tokens to request (vLLM allows 20 by default; OpenAI at most 20/5)."""
+    api_key: str | None = None
+    """HTTP: bearer token; None reads $OPENAI_API_KEY (unset = no header)."""
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """HTTP: merged into every request; Qwen3 on vLLM: {"chat_template_kwargs": {"enable_thinking": False}}."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in INSTRUCTIONS:
+            raise ValueError(f"judge mode {self.mode!r} is not one of {sorted(INSTRUCTIONS)}")
+        if self.api not in ("completions", "chat"):
+            raise ValueError(f"judge api {self.api!r} must be 'completions' or 'chat'")
+        for name in ("micro_batch_size", "max_batch", "max_response_chars", "max_new_tokens", "max_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"judge option {name}={getattr(self, name)} must be >= 1")
+
+
+def judge_message(item: JudgeItem, mode: JudgeMode, max_response_chars: int) -> str:
+    """The user message: `JUDGE_TEMPLATE` filled in (response cut to `max_response_chars`)."""
+    response = item.response
+    if len(response) > max_response_chars:
+        response = response[:max_response_chars] + " [...truncated]"
+    return JUDGE_TEMPLATE.format(question=item.question, reference=item.reference, response=response,
+                                 instruction=INSTRUCTIONS[mode])
+
+
+def yes_no_verdict(p_yes: float) -> Verdict:
+    return Verdict(p_yes, "YES" if p_yes >= 0.5 else "NO")
+
+
+_GRADE = re.compile(r"(?<![\d.])(\d{1,2})(?!\.?\d)")
+
+
+def parse_grade(text: str) -> int | None:
+    """The first whole number in `text` if it is a grade 0..10 ("8", "Grade: 8/10"); else None."""
+    match = _GRADE.search(text)
+    if match is None or int(match.group(1)) > 10:
+        return None
+    return int(match.group(1))
+
+
+def grade_verdict(text: str) -> Verdict:
+    grade = parse_grade(text)
+    if grade is None:
+        # Malformed MODEL output (no 0-10 grade): the only case that becomes score 0 rather than an error.
+        return Verdict(0.0, "malformed", text)
+    return Verdict(grade / 10, str(grade), text)
+
+
+def verdict_from_top_logprobs(top: dict[str, float]) -> Verdict:
+    """yes_no verdict from an OpenAI `top_logprobs` map {token: logprob}.
+
+    Spellings (" YES", "Yes", "yes") are summed because a remote tokenizer's split is unknown here.
+    """
+    p_yes = sum(math.exp(lp) for token, lp in top.items() if token.strip().upper() == "YES")
+    p_no = sum(math.exp(lp) for token, lp in top.items() if token.strip().upper() == "NO")
+    if p_yes + p_no == 0.0:
+        # Malformed MODEL output: neither verdict among the judge's top tokens, so it did not answer.
+        return Verdict(0.0, "malformed", json.dumps(top)[:300])
+    return Verdict(p_yes / (p_yes + p_no), "YES" if p_yes >= p_no else "NO", json.dumps(top)[:300])
+
+
+def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype by capability: CUDA in bf16 (fp16 where bf16 is unsupported), else CPU in fp32.
+
+    fp32 on CPU because torch's bf16 matmul on CPUs without AVX-512-BF16 is 50-100x slower than fp32
+    (measured ~1 vs ~70 GFLOP/s on a 2-core AVX2 EPYC). Explicit `device` / `dtype` win.
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is not None:
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"dtype {dtype!r} is not a torch dtype; use 'float32', 'bfloat16' or 'float16'")
+        return dev, resolved
+    if dev.type == "cuda":
+        return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return dev, torch.float32
+
+
+def load_tokenizer(path: str):
+    """A tokenizer with a pad token (falls back to EOS: pads are masked, so which token does not matter)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+class TransformersJudge:
+    """Judge backend: a local HF causal LM; one padded forward pass (or `generate`) per micro-batch."""
+
+    def __init__(self, path: str, options: JudgeOptions):
+        from transformers import AutoModelForCausalLM
+
+        self.options = options
+        self.device, self.dtype = pick_device_dtype(options.device, options.dtype)
+        self.tokenizer = load_tokenizer(path)
+        # Left padding puts every row's next-token position last, so `logits_to_keep=1` suffices:
+        # full (B, T, V) logits of a 150k vocabulary would cost GBs.
+        self.tokenizer.padding_side = "left"
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        self.chat = self.tokenizer.chat_template is not None
+        lead = "" if self.chat else " "  # plain prompts end with "Answer:", so the verdict is " YES"
+        self.yes_id = self.tokenizer.encode(lead + "YES", add_special_tokens=False)[0]
+        self.no_id = self.tokenizer.encode(lead + "NO", add_special_tokens=False)[0]
+        if self.yes_id == self.no_id:
+            raise ValueError(f"judge tokenizer at {path} maps YES and NO to the same first token; "
+                             "use mode='grade'")
+        self._lock = threading.Lock()  # one forward pass at a time: callers share the model and the cores
+
+    def render(self, item: JudgeItem) -> str:
+        message = judge_message(item, self.options.mode, self.options.max_response_chars)
+        if not self.chat:
+            return message + PLAIN_SUFFIX
+        # enable_thinking=False: Qwen3 templates then open the answer (empty think block), so the verdict
+        # is the very next token; templates without that variable ignore it.
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                                  add_generation_prompt=True, enable_thinking=False)
+
+    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
+        size = self.options.micro_batch_size
+        run = self._yes_no if self.options.mode == "yes_no" else self._grade
+        return [v for start in range(0, len(items), size) for v in run(list(items[start:start + size]))]
+
+    def _encode(self, items: list[JudgeItem]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer([self.render(i) for i in items], return_tensors="pt", padding=True,
+                               add_special_tokens=False).to(self.device)
+        return dict(batch)
+
+    def _yes_no(self, items: list[JudgeItem]) -> list[Verdict]:
+        batch = self._encode(items)
+        # Positions count real tokens only, so a left-padded row sees the positions of its unpadded run.
+        position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        with self._lock, torch.inference_mode():
+            logits = self.model(**batch, position_ids=position_ids, logits_to_keep=1).logits[:, -1]  # (B, V)
+        pair = logits[:, [self.yes_id, self.no_id]].float()  # (B, 2)
+        return [yes_no_verdict(p) for p in torch.softmax(pair, dim=-1)[:, 0].tolist()]
+
+    def _grade(self, items: list[JudgeItem]) -> list[Verdict]:
+        batch = self._encode(items)
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(**batch, max_new_tokens=self.options.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [grade_verdict(t) for t in texts]
+
+
+class HttpJudge:
+    """Judge backend: an OpenAI-compatible server (vLLM); standard library HTTP, no extra dependency."""
+
+    def __init__(self, url: str, options: JudgeOptions):
+        self.options = options
+        self.base = url.rstrip("/").removesuffix("/v1")
+        api_key = options.api_key or os.environ.get("OPENAI_API_KEY")
+        self.headers = {"Content-Type": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self._pool = ThreadPoolExecutor(options.max_concurrency, thread_name_prefix="judge-http")
+        self.model = options.served_model or self._only_served_model()
+
+    def _request(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers=self.headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.options.timeout_s) as reply:
+                return json.load(reply)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(500).decode(errors="replace")
+            raise RuntimeError(f"judge server {self.base}{path} answered HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, TimeoutError) as exc:
+            raise RuntimeError(f"judge server {self.base}{path} failed or exceeded timeout_s="
+                               f"{self.options.timeout_s}: {exc}; is the server up at that address?") from exc
+
+    def _only_served_model(self) -> str:
+        names = [m["id"] for m in self._request("/v1/models")["data"]]
+        if len(names) != 1:
+            raise ValueError(f"judge server {self.base} serves {names}; pick one with judge_model=NAME")
+        return names[0]
+
+    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
+        if self.options.api == "chat":
+            return list(self._pool.map(self._chat_one, items))
+        size = self.options.micro_batch_size
+        chunks = [list(items[start:start + size]) for start in range(0, len(items), size)]
+        return [v for chunk in self._pool.map(self._completions, chunks) for v in chunk]
+
+    def _body(self, **fields: Any) -> dict[str, Any]:
+        yes_no = self.options.mode == "yes_no"
+        return {"model": self.model, "temperature": 0.0,
+                "max_tokens": 1 if yes_no else self.options.max_new_tokens, **fields, **self.options.extra_body}
+
+    def _completions(self, items: list[JudgeItem]) -> list[Verdict]:
+        o = self.options
+        prompts = [judge_message(i, o.mode, o.max_response_chars) + PLAIN_SUFFIX for i in items]
+        extra = {"logprobs": o.top_logprobs} if o.mode == "yes_no" else {}
+        reply = self._request("/v1/completions", self._body(prompt=prompts, **extra))
+        try:
+            choices = sorted(reply["choices"], key=lambda c: c["index"])
+            if len(choices) != len(prompts):
+                raise ValueError(f"{len(choices)} choices for {len(prompts)} prompts")
+            if o.mode == "yes_no":
+                return [verdict_from_top_logprobs(c["logprobs"]["top_logprobs"][0]) for c in choices]
+            return [grade_verdict(c["text"]) for c in choices]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise RuntimeError(f"judge server {self.base} sent an unexpected /v1/completions reply ({exc!r}): "
+                               f"{json.dumps(reply)[:300]}; is it OpenAI-compatible?") from exc
+
+    def _chat_one(self, item: JudgeItem) -> Verdict:
+        o = self.options
+        messages = [{"role": "user", "content": judge_message(item, o.mode, o.max_response_chars)}]
+        extra = {"logprobs": True, "top_logprobs": o.top_logprobs} if o.mode == "yes_no" else {}
+        reply = self._request("/v1/chat/completions", self._body(messages=messages, **extra))
+        try:
+            choice = reply["choices"][0]
+            if o.mode == "grade":
+                return grade_verdict(choice["message"]["content"] or "")
+            top = choice["logprobs"]["content"][0]["top_logprobs"]
+            return verdict_from_top_logprobs({t["token"]: t["logprob"] for t in top})
+        except (KeyError, IndexError, TypeError) as exc:
+            raise RuntimeError(f"judge server {self.base} sent an unexpected /v1/chat/completions reply "
+                               f"({exc!r}): {json.dumps(reply)[:300]}; is it OpenAI-compatible?") from exc
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class AsyncBatcher(Generic[T, R]):
+    """Merges concurrent `await submit(item)` calls into one `fn(items)` call.
+
+    A batch is flushed when `max_batch` items wait or `max_wait_ms` after its first item arrived. `fn`
+    runs in a thread, so the event loop keeps accepting calls meanwhile (they form the next batch).
+    """
+
+    def __init__(self, fn: Callable[[list[T]], list[R]], max_batch: int, max_wait_ms: float):
+        self.fn, self.max_batch, self.max_wait_s = fn, max_batch, max_wait_ms / 1000
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A new event loop (e.g. one asyncio.run per call in a script): the old loop is gone, and with
+            # it any callers still waiting there, so its state is dropped.
+            self._loop, self._pending, self._timer = loop, [], None
+        future: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, future))
+        if len(self._pending) >= self.max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.max_wait_s, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        task = self._loop.create_task(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await asyncio.to_thread(self.fn, [item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
+        except Exception as exc:  # handed to every caller of this batch, so nothing is lost
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results):
+            if not future.done():  # a caller may have been cancelled (e.g. by a reward timeout)
+                future.set_result(result)
+
+
+class JudgeWorker:
+    """Serves a judge model. A plain class: in-process as is, or as a Ray actor via `ray.remote`.
+
+    `model` is a local HF model folder (transformers) or an `http(s)://` URL (OpenAI-compatible server);
+    `options` are `JudgeOptions` fields. Use `score_batch` for lists, `await score(...)` / `await
+    judge(...)` for single requests that should be batched with concurrent ones.
+    """
+
+    def __init__(self, model: str, **options: Any):
+        self.options = JudgeOptions(**options)
+        is_url = model.startswith(("http://", "https://"))
+        if not is_url and not Path(model).is_dir():
+            raise FileNotFoundError(f"judge model {model!r} is neither an http(s):// URL nor a model folder")
+        self.backend = HttpJudge(model, self.options) if is_url else TransformersJudge(model, self.options)
+        self._batcher = AsyncBatcher(self.backend.judge_batch, self.options.max_batch, self.options.max_wait_ms)
+
+    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
+        return self.backend.judge_batch(items)
+
+    def score_batch(self, items: Sequence[JudgeItem]) -> list[float]:
+        """Scores in [0, 1], one per item, micro-batched."""
+        return [v.score for v in self.backend.judge_batch(items)]
+
+    async def judge(self, question: str, reference: str, response: str) -> Verdict:
+        """One verdict, batched with concurrent calls (see `JudgeOptions.max_batch` / `max_wait_ms`)."""
+        return await self._batcher.submit(JudgeItem(question, reference, response))
+
+    async def score(self, question: str, reference: str, response: str) -> float:
+        return (await self.judge(question, reference, response)).score
+
+
+# ---- the reward function (a thin client) -------------------------------------------------------
+
+RAY_NAMESPACE = "rl-rewards"
+"""Create judge and reward-model actors in this Ray namespace so that every process finds them by name,
+including the reward runner's worker processes (spawned by a RewardWorker actor, they join the cluster
+in a namespace of their own)::
+
+    ray.remote(JudgeWorker).options(name="rl-judge", namespace=RAY_NAMESPACE, max_concurrency=256).remote(path)
+"""
+
+_WORKERS: dict[tuple[str, str], Any] = {}
+_ACTORS: dict[str, Any] = {}
+_WORKERS_LOCK = threading.Lock()
+
+
+def named_actor(name: str) -> Any | None:
+    """The Ray actor called `name`, in this process's namespace or in `RAY_NAMESPACE`; None if none.
+
+    A process not connected to Ray yet (a reward runner's worker process, spawned by a Ray actor, is
+    not) joins the cluster that `ray.init(address="auto")` finds: $RAY_ADDRESS, else this node's.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        try:
+            ray.init(address="auto", log_to_driver=False)
+        except ConnectionError:  # no cluster to join, hence no actor of that name
+            return None
+    # Cached per Ray job: a lookup is a GCS round trip, and a new ray.init must not reuse dead handles.
+    key = f"{ray.get_runtime_context().get_job_id()}/{name}"
+    for namespace in (None, RAY_NAMESPACE):
+        if key in _ACTORS:
+            break
+        try:
+            _ACTORS[key] = ray.get_actor(name, namespace=namespace)
+        except ValueError:  # ray.get_actor's way of saying "no actor has that name"
+            pass
+    return _ACTORS.get(key)
+
+
+def cached_worker(make: Callable[..., Any], model: str, options: dict[str, Any]) -> Any:
+    """One in-process worker per (model, options): loading a model per call would dominate."""
+    key = (model, json.dumps(options, sort_keys=True, default=str))
+    with _WORKERS_LOCK:
+        if key not in _WORKERS:
+            _WORKERS[key] = make(model, **options)
+        return _WORKERS[key]
+
+
+def question_text(prompt: Any) -> str:
+    """The question from a `prompt` column: a string, or chat messages (the last user message)."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        users = [m["content"] for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        if users:
+            return users[-1]
+    raise TypeError(f"cannot read a question from prompt {prompt!r:.120}; pass a string or chat messages")
+
+
+def judge_endpoint(judge: str, judge_model: str | None,
+                   options: dict[str, Any]) -> Callable[[str, str, str], Awaitable[Verdict]]:
+    """`judge` as a callable (question, reference, response) -> awaitable Verdict.
+
+    A URL or an existing folder gets a cached in-process `JudgeWorker`; any other name must be a named
+    Ray actor (created by the driver with that name, in `RAY_NAMESPACE`; see `named_actor`).
+    """
+    if judge.startswith(("http://", "https://")) or Path(judge).is_dir():
+        served = {"served_model": judge_model} if judge_model else {}
+        return cached_worker(JudgeWorker, judge, options | served).judge
+    actor = named_actor(judge)
+    if actor is None:
+        raise ValueError(f"judge {judge!r} is not an http(s):// URL, not an existing model folder, and not a "
+                         "named Ray actor in a reachable Ray cluster. Start a JudgeWorker actor with that name (ray.remote("
+                         "JudgeWorker).options(name=..., namespace=RAY_NAMESPACE)), or pass a URL or a model folder.")
+    if options or judge_model:
+        raise ValueError(f"judge_options/judge_model configure a judge this process creates, but {judge!r} is a "
+                         "Ray actor: set them where the actor is created.")
+    return lambda question, reference, response: actor.judge.remote(question, reference, response)
+
+
+@reward_spec(required=("answer",))
+async def judge_reward(completion: str, *, question: str | None = None, prompt: Any = None,
+                       reference: Any = None, answer: Any = None, judge: str = "rl-judge",
+                       judge_model: str | None = None, judge_options: dict[str, Any] | None = None,
+                       **row: Any) -> RewardResult:
+    """Judge `completion` against the reference answer; score in [0, 1].
+
+    question: the `question` column, else the `prompt` column (string or chat messages).
+    reference: the `reference` column, else `answer` (the declared column; `reference` is an alias).
+    judge: a named Ray actor (default "rl-judge", created by the driver in `RAY_NAMESPACE`), an
+      `http(s)://` URL of an OpenAI-compatible server (`judge_model` names the served model, else the
+      server's only one), or a local model folder (an in-process JudgeWorker, for the CLI and tests).
+    judge_options: `JudgeOptions` fields for a judge created here (URL or folder), e.g. {"mode": "grade"}.
+    """
+    question = question if question is not None else (question_text(prompt) if prompt is not None else None)
+    reference = reference if reference is not None else answer
+    if question is None or reference is None:
+        raise ValueError(f"reward 'judge' needs a question (row field 'question' or 'prompt') and a reference "
+                         f"(row field 'answer' or 'reference'); the row has {sorted(row)}")
+    call = judge_endpoint(judge, judge_model, dict(judge_options or {}))
+    verdict: Verdict = await call(question, str(reference), completion)
+    details = {"verdict": verdict.verdict, "judge": judge} | ({"text": verdict.text} if verdict.text else {})
+    return RewardResult(verdict.score, details)
