@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
+from rewards.runner import RewardSpec  # a task's reward entries: {name, weight, kwargs, alias}
+
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the field and what to do."""
@@ -168,16 +170,6 @@ class GRPOConfig:
 
 
 @dataclass
-class RewardSpecConfig:
-    name: str
-    """Built-in reward name or import string (`pkg.module:fn`, `path/file.py:fn`)."""
-    weight: float = 1.0
-    """Weight in the task's weighted sum (None scores are left out)."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments bound to the reward (functools.partial)."""
-
-
-@dataclass
 class TaskConfig:
     name: str
     """Task category name; every row carries it as `task`, metrics use it (`reward/<name>`)."""
@@ -186,7 +178,7 @@ class TaskConfig:
     None: the built-in of the same name."""
     weight: float = 1.0
     """Sampling weight in the task mix."""
-    rewards: list[RewardSpecConfig] = field(default_factory=list)
+    rewards: list[RewardSpec] = field(default_factory=list)
     """Rewards and weights; empty: the built-in task's default rewards."""
     size: int = 1000
     """Rows to generate (procedural built-ins) or to read at most (files)."""
@@ -196,6 +188,8 @@ class TaskConfig:
     """System message; None: the built-in's default (or none)."""
     thinking_ratio: float = 0.0
     """Fraction of prompts rolled out in thinking mode (/think); the rest are /no_think."""
+    thinking_budget: int | list[int] | None = None
+    """Thinking budget in tokens for thinking-mode prompts, or [low, high] to sample one per prompt."""
     columns: dict[str, str] = field(default_factory=dict)
     """Rename dataset columns to the fields this task's rewards need: {dataset_column: field}."""
     options: dict[str, Any] = field(default_factory=dict)

@@ -30,6 +30,8 @@ class EngineOutput:
 
 
 class Engine(Protocol):
+    dtype: torch.dtype
+
     def generate(self, prompts: list[list[int]], max_tokens: list[int]) -> list[EngineOutput]: ...
 
     def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None: ...
@@ -53,8 +55,7 @@ class HFEngine:
         self.eos_ids = _eos_ids(self.model.generation_config, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.temperature, self.top_p = temperature, top_p
-        self.generator_seed = seed
-        torch.manual_seed(seed)
+        self.dtype = self.model.dtype
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], max_tokens: list[int]) -> list[EngineOutput]:
@@ -120,6 +121,7 @@ class VLLMEngine:
             logprobs_mode="processed_logprobs", **kwargs)
         self.sampling = SamplingParams
         self.temperature, self.top_p = temperature, top_p
+        self.dtype = self.llm.llm_engine.model_config.dtype
 
     def generate(self, prompts: list[list[int]], max_tokens: list[int]) -> list[EngineOutput]:
         from vllm.inputs import TokensPrompt

@@ -108,7 +108,7 @@ def build_tiny_model(out: str | Path, arch: str = "qwen3", hidden_size: int = 64
     out = Path(out)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or qwen3_tokenizer_dir()))
     common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=hidden_size // 4,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=64,  # 64: a size vLLM CPU kernels support
                   intermediate_size=hidden_size * 2, max_position_embeddings=2048, tie_word_embeddings=True,
                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                   pad_token_id=tokenizer.pad_token_id)

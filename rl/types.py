@@ -4,7 +4,7 @@ One GRPO step moves data like this:
 
     driver --RolloutRequest--> RolloutWorker --Rollout--> driver --ScoreRequest--> RewardWorker
     driver --TrainBatch (tensors)--> Learner ranks --metrics dict--> driver
-    Learner rank 0 --WeightUpdate--> RolloutWorkers
+    Learner rank 0 --[(name, tensor)] (an object ref, never copied to the driver)--> RolloutWorkers
 """
 from __future__ import annotations
 
@@ -80,11 +80,3 @@ class TrainBatch:
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.input_ids, self.attention_mask, self.loss_mask, self.advantages, self.behavior_logprobs)
-
-
-@dataclass
-class WeightUpdate:
-    """Full model weights after a learner step, as named CPU tensors (object-store transport)."""
-
-    version: int
-    named_tensors: list[tuple[str, torch.Tensor]]

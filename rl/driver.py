@@ -1,0 +1,345 @@
+"""The driver: `train(cfg)` creates every actor group in order, then runs the GRPO step loop.
+
+    rl train configs/tiny.yaml --steps 20
+
+One step, top to bottom (each phase is timed as time/<phase>):
+    sample prompts (rl/data.py) -> render chat prompts (rl/thinking.py)
+    generate on RolloutWorkers (rl/rollout.py)                          time/generate
+    score on RewardWorkers (rewards/worker.py)                          time/reward
+    group-normalised advantages (rl/grpo.py) -> padded TrainBatch
+    GRPO updates on the DeepSpeed Learner ranks (rl/learner.py)         time/train
+    weights learner rank 0 -> rollout workers via the object store      time/sync
+    metrics.jsonl + wandb + rollouts/step_N.jsonl; checkpoint every N   time/checkpoint
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from envs.tasks import Task, load_task
+from rewards.runner import RewardSpec, ScoreRequest
+from rl import checkpoint, grpo
+from rl.config import ConfigError, TrainConfig, save_config, to_dict
+from rl.data import TaskMix
+from rl.metrics import RunLogger, rollout_metrics, write_rollouts
+from rl.models import resolve_model_path
+from rl.thinking import render_chat, response_prefix, sample_budget
+from rl.types import Rollout, RolloutRequest, TrainBatch
+
+log = logging.getLogger("rl")
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run GRPO as configured; returns the run folder. `resume` continues from its last checkpoint."""
+    import ray
+    from transformers import AutoTokenizer
+
+    # 1. Everything that can be checked before any actor starts.
+    out = cfg.output_dir
+    model_path = resolve_model_path(cfg.model.path)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or model_path)
+    tasks = [load_task(t, cfg.run.seed) for t in cfg.data.tasks]
+    check_prompt_lengths(tasks, tokenizer, cfg.rollout.max_prompt_tokens)
+    start_step, resume_from, run_id = prepare_run_dir(out, cfg, resume)
+    mix = TaskMix(tasks, cfg.run.seed)
+
+    # 2. The cluster and the actor groups, in order: learner, rollout, reward.
+    started_ray = init_ray(cfg)
+    try:
+        learners = create_learners(cfg, model_path)
+        rollout_workers = create_rollout_workers(cfg, model_path)
+        reward_workers = create_reward_workers(cfg, tasks)
+        sync_dtype = ray.get(rollout_workers[0].weight_dtype.remote())
+        if resume_from is not None:
+            ray.get([lrn.load.remote(str(resume_from)) for lrn in learners])
+            sync_weights(learners, rollout_workers, start_step, sync_dtype)
+            log.info("resumed from %s at step %d", resume_from, start_step)
+
+        logger = RunLogger(out, to_dict(cfg), mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
+                           run_name=cfg.run.name, total_steps=cfg.run.steps, start_step=start_step,
+                           progress_bar=cfg.logging.progress_bar, run_id=run_id)
+        # 3. The step loop.
+        for step in range(start_step, cfg.run.steps):
+            metrics = grpo_step(step, cfg, mix, tokenizer, learners, rollout_workers, reward_workers,
+                                sync_dtype, out)
+            t0 = time.perf_counter()
+            done = step + 1
+            if done == cfg.run.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0):
+                save_checkpoint(out, done, learners, cfg, logger.run_id)
+            metrics["time/checkpoint"] = time.perf_counter() - t0
+            logger.log(done, metrics)
+            logger.warn_if_idle(done, metrics)
+        logger.close()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return out
+
+
+def grpo_step(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learners: list, rollout_workers: list,
+              reward_workers: list, sync_dtype: str, out: Path) -> dict[str, float]:
+    import ray
+
+    from rewards.worker import score_in_pool, stats_in_pool
+
+    timer = time.perf_counter()
+    requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer)
+
+    t0 = time.perf_counter()
+    rollouts = generate(rollout_workers, requests)
+    t_generate = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    completions = [prefix + r.text for prefix, r in zip(prefixes, rollouts)]
+    scored = score_in_pool(reward_workers, [ScoreRequest(c, row) for c, row in zip(completions, rows)])
+    t_reward = time.perf_counter() - t0
+
+    rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
+    advantages = grpo.group_advantages(rewards, cfg.rollout.group_size, normalize_std=cfg.grpo.normalize_std,
+                                       eps=cfg.grpo.eps)
+    batch = collate(rollouts, advantages, pad_id=tokenizer.pad_token_id or 0)
+
+    t0 = time.perf_counter()
+    parts = batch.split(len(learners))
+    rank_metrics = ray.get([lrn.train.remote(part) for lrn, part in zip(learners, parts)])
+    t_train = time.perf_counter() - t0
+
+    t_sync = sync_weights(learners, rollout_workers, step + 1, sync_dtype)
+
+    if cfg.logging.log_rollouts:
+        write_rollouts(out / "rollouts" / f"step_{step + 1:06d}.jsonl", rollouts, scored, completions, advantages)
+    generated = sum(sum(r.loss_mask) for r in rollouts)
+    metrics = {k: sum(m[k] for m in rank_metrics) / len(rank_metrics) for k in rank_metrics[0]}
+    metrics.update(rollout_metrics(rollouts, scored, completions, rewards, cfg.rollout.group_size))
+    metrics.update(stats_in_pool(reward_workers))
+    metrics.update({
+        "time/generate": t_generate, "time/reward": t_reward, "time/train": t_train, "time/sync": t_sync,
+        "time/step": time.perf_counter() - timer, "perf/gen_tokens": float(generated),
+        "perf/gen_tokens_per_s": generated / max(t_generate, 1e-9),
+        "perf/samples_per_s": len(rollouts) / max(time.perf_counter() - timer, 1e-9),
+    })
+    return metrics
+
+
+# ------------------------------------------------------------------------------------ step helpers
+def build_requests(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any
+                   ) -> tuple[list[RolloutRequest], list[dict[str, Any]], list[str]]:
+    """group_size requests per sampled prompt, plus the row and response prefix of each sample."""
+    import random
+
+    requests, rows, prefixes = [], [], []
+    budget_rng = random.Random(f"{cfg.run.seed}-budget-{step}")
+    for p, draw in enumerate(mix.sample(step, cfg.rollout.prompts_per_step)):
+        text = render_chat(tokenizer, draw.task.messages(draw.row, draw.thinking), thinking=draw.thinking)
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        spec = draw.task.config.thinking_budget
+        budget = sample_budget(spec, budget_rng) if spec is not None and draw.thinking else None
+        for g in range(cfg.rollout.group_size):
+            requests.append(RolloutRequest(
+                uid=f"{step + 1}-{p}", task=draw.task.name, prompt_ids=ids, max_new_tokens=cfg.rollout.max_new_tokens,
+                thinking=draw.thinking, thinking_budget=budget, seed=cfg.run.seed * 1_000_003 + step))
+            rows.append({**draw.row, "thinking": draw.thinking})
+            prefixes.append(response_prefix(text))
+    return requests, rows, prefixes
+
+
+def generate(workers: list, requests: list[RolloutRequest]) -> list[Rollout]:
+    """Split requests over the rollout workers in contiguous chunks (a group stays on one worker, so
+    its shared prompt is prefilled once) and reassemble them in order."""
+    import ray
+
+    n = len(workers)
+    size = -(-len(requests) // n)
+    chunks = [requests[i * size:(i + 1) * size] for i in range(n)]
+    results = ray.get([w.generate.remote(c) for w, c in zip(workers, chunks) if c])
+    return [r for chunk in results for r in chunk]
+
+
+def collate(rollouts: list[Rollout], advantages: torch.Tensor, pad_id: int) -> TrainBatch:
+    """Right-padded (B, T) tensors: prompt + response; loss only on model-sampled response tokens."""
+    width = max(len(r.request.prompt_ids) + len(r.response_ids) for r in rollouts)
+    B = len(rollouts)
+    input_ids = torch.full((B, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, width), dtype=torch.long)
+    loss_mask = torch.zeros((B, width), dtype=torch.long)
+    behavior = torch.zeros((B, width), dtype=torch.float32)
+    for i, r in enumerate(rollouts):
+        p, n = len(r.request.prompt_ids), len(r.response_ids)
+        input_ids[i, :p + n] = torch.tensor(r.request.prompt_ids + r.response_ids)
+        attention[i, :p + n] = 1
+        loss_mask[i, p:p + n] = torch.tensor(r.loss_mask)
+        behavior[i, p:p + n] = torch.tensor(r.logprobs)
+    return TrainBatch(input_ids, attention, loss_mask, advantages.float(), behavior)
+
+
+def sync_weights(learners: list, rollout_workers: list, version: int, dtype: str) -> float:
+    """Learner rank 0's weights -> every rollout worker. The object ref from rank 0 is handed to the
+    workers directly; all ranks take part (ZeRO-3 gathers collectively)."""
+    import ray
+
+    t0 = time.perf_counter()
+    refs = [lrn.named_weights.remote(dtype) for lrn in learners]
+    ray.get([w.load_weights.remote(refs[0], version) for w in rollout_workers] + refs[1:])
+    return time.perf_counter() - t0
+
+
+def save_checkpoint(out: Path, step: int, learners: list, cfg: TrainConfig, run_id: str | None) -> None:
+    import ray
+
+    staging = checkpoint.staging_dir(out, step)
+    ray.get([lrn.save.remote(str(staging), {"step": step}) for lrn in learners])
+    checkpoint.finalize(out, staging, step, {"wandb_run_id": run_id, "seed": cfg.run.seed}, cfg.checkpoint.keep)
+
+
+# ------------------------------------------------------------------------------------- set-up helpers
+def check_prompt_lengths(tasks: list[Task], tokenizer: Any, limit: int) -> None:
+    for task in tasks:
+        for i, row in enumerate(task.train + task.eval):
+            n = len(tokenizer.encode(render_chat(tokenizer, task.messages(row, True), thinking=True),
+                                     add_special_tokens=False))
+            if n > limit:
+                raise ConfigError(f"task {task.name!r} ({task.source}): row {i} renders to a {n}-token prompt, over "
+                                  f"rollout.max_prompt_tokens={limit}; raise the limit or drop long rows")
+
+
+def prepare_run_dir(out: Path, cfg: TrainConfig, resume: bool) -> tuple[int, Path | None, str | None]:
+    """Create the run folder; on resume find the checkpoint and drop metrics logged after it."""
+    if not resume and (out / "metrics.jsonl").exists():
+        raise ConfigError(f"run folder {out} already holds a run; pass --resume to continue it, or choose "
+                          "another --output-dir")
+    start, found, run_id = 0, None, None
+    if resume:
+        latest = checkpoint.latest_checkpoint(out)
+        if latest is None:
+            log.warning("--resume: no complete checkpoint in %s, starting from step 0", out)
+        else:
+            found, state = latest
+            start, run_id = state["step"], state.get("wandb_run_id")
+        _truncate_metrics(out / "metrics.jsonl", start)
+    (out / "rollouts").mkdir(parents=True, exist_ok=True)
+    for stale in checkpoint.checkpoints_dir(out).glob("*.tmp"):
+        shutil.rmtree(stale)  # a save that was killed half-way
+    save_config(cfg, out / "config.yaml")
+    return start, found, run_id
+
+
+def _truncate_metrics(path: Path, keep_through: int) -> None:
+    import json
+
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= keep_through]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def init_ray(cfg: TrainConfig) -> bool:
+    """Join the cluster at cluster.address / $RAY_ADDRESS, or start a local one; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return True
+    wanted = (cfg.rollout.num_workers * cfg.rollout.cpus_per_worker + cfg.learner.num_workers * cfg.learner.cpus_per_worker
+              + cfg.reward.num_workers * cfg.reward.cpus_per_worker)
+    num_cpus = cfg.cluster.num_cpus or max(int(wanted + 0.999), os.cpu_count() or 1)
+    ray.init(num_cpus=num_cpus, num_gpus=cfg.cluster.num_gpus, include_dashboard=False, log_to_driver=True)
+    return True
+
+
+def actor_env(threads: int) -> dict[str, str]:
+    """Environment for every actor. Ray sets OMP_NUM_THREADS to the logical CPU request (often 1);
+    phases do not overlap in a synchronous step, so each actor may use the node's cores."""
+    env = {"OMP_NUM_THREADS": str(threads or os.cpu_count() or 1), "TOKENIZERS_PARALLELISM": "false",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    if not torch.cuda.is_available():
+        env["DS_ACCELERATOR"] = "cpu"
+    return env
+
+
+def placement(role: str, n: int, cpus: float, gpus: float, resources: dict[str, float], strategy: str) -> Any:
+    """A placement group with one bundle per actor of `role`; fails clearly if it cannot be placed."""
+    import ray
+    from ray.util.placement_group import placement_group
+
+    bundle = {"CPU": cpus, **({"GPU": gpus} if gpus else {}), **resources}
+    pg = placement_group([dict(bundle) for _ in range(n)], strategy=strategy, name=f"rl-{role}")
+    ready, _ = ray.wait([pg.ready()], timeout=float(os.environ.get("RL_PLACEMENT_TIMEOUT_S", 120)))
+    if not ready:
+        raise RuntimeError(f"cannot place {n} x {bundle} for the {role} actors; the cluster has "
+                           f"{ray.available_resources()} free. Lower {role}.*_per_worker or add nodes.")
+    return pg
+
+
+def _options(pg: Any, index: int, cpus: float, gpus: float, env: dict[str, str]) -> dict[str, Any]:
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return {"num_cpus": cpus, "num_gpus": gpus, "runtime_env": {"env_vars": env},
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)}
+
+
+def create_learners(cfg: TrainConfig, model_path: str) -> list:
+    import ray
+
+    from rl.learner import Learner
+
+    lc = cfg.learner
+    pg = placement("learner", lc.num_workers, lc.cpus_per_worker, lc.gpus_per_worker, lc.resources,
+                   cfg.cluster.placement_strategy)
+    actor = ray.remote(Learner)
+    learners = [actor.options(**_options(pg, i, lc.cpus_per_worker, lc.gpus_per_worker, actor_env(lc.threads)))
+                .remote(cfg, model_path, i, lc.num_workers) for i in range(lc.num_workers)]
+    addr, port = ray.get(learners[0].rendezvous.remote())
+    ray.get([lrn.setup.remote(addr, port) for lrn in learners])
+    return learners
+
+
+def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
+    import ray
+
+    from rl.rollout import RolloutWorker
+
+    rc = cfg.rollout
+    pg = placement("rollout", rc.num_workers, rc.cpus_per_worker, rc.gpus_per_worker, rc.resources,
+                   cfg.cluster.placement_strategy)
+    engine_kwargs = {"gpu_memory_utilization": rc.gpu_memory_utilization, "kv_cache_gb": rc.kv_cache_gb,
+                     "enforce_eager": rc.enforce_eager,
+                     "max_model_len": rc.max_prompt_tokens + rc.max_new_tokens + 256}
+    actor = ray.remote(RolloutWorker)
+    workers = [actor.options(**_options(pg, i, rc.cpus_per_worker, rc.gpus_per_worker, actor_env(rc.threads)))
+               .remote(model_path, rc.backend, temperature=rc.temperature, top_p=rc.top_p, seed=cfg.run.seed + i,
+                       threads=rc.threads, engine_kwargs=engine_kwargs) for i in range(rc.num_workers)]
+    ray.get([w.pid.remote() for w in workers])  # surface start-up errors here, not mid-step
+    return workers
+
+
+def create_reward_workers(cfg: TrainConfig, tasks: list[Task]) -> list:
+    import ray
+
+    from rewards.worker import RewardWorker
+
+    rw = cfg.reward
+    specs = {t.name: [_absolute_paths(s) for s in t.rewards] for t in tasks}
+    pg = placement("reward", rw.num_workers, rw.cpus_per_worker, 0, rw.resources, cfg.cluster.placement_strategy)
+    actor = ray.remote(RewardWorker)
+    workers = [actor.options(**_options(pg, i, rw.cpus_per_worker, 0, actor_env(1)))
+               .remote(specs, timeout_s=rw.timeout_s, num_procs=rw.procs_per_worker) for i in range(rw.num_workers)]
+    ray.get([w.stats.remote() for w in workers])
+    return workers
+
+
+def _absolute_paths(spec: RewardSpec) -> RewardSpec:
+    """`path/file.py:fn` is relative to where `rl train` runs; actors run elsewhere, so make it absolute."""
+    module, sep, attr = spec.name.rpartition(":")
+    if sep and module.endswith(".py"):
+        return RewardSpec(f"{Path(module).resolve()}:{attr}", spec.weight, spec.kwargs, spec.alias or attr,
+                          spec.model_based)
+    return spec

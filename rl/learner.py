@@ -1,0 +1,240 @@
+"""Learner: one DeepSpeed data-parallel rank per Ray actor, running GRPO updates.
+
+The driver creates `learner.num_workers` of these actors, asks rank 0 for a rendezvous address, and
+calls `setup()` on all of them, which joins them into one torch.distributed world (gloo on CPU, NCCL
+on GPU) and wraps the model in a DeepSpeed engine (ZeRO stage from config). Each step every rank
+gets its slice of the rollout batch (`TrainBatch`) and runs:
+
+    old logprobs (no grad; skipped when there is a single update per batch: ratio is then exactly 1)
+    ref logprobs (only when grpo.kl_coef > 0; no reference model exists otherwise)
+    for epoch, mini-batch: for micro-batch: forward -> rl.grpo.policy_loss (+ KL) -> backward
+    optimizer step at each mini-batch boundary (DeepSpeed's gradient accumulation)
+
+The learner divides logits by the sampling temperature so its logprobs are those of the
+distribution the rollout engine sampled from.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rl import grpo
+from rl.config import TrainConfig
+from rl.types import TrainBatch
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name == "auto":  # bf16 on CUDA; fp32 on CPU, where bf16 matmuls are 50-100x slower
+        return torch.bfloat16 if _device() == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+class Learner:
+    def __init__(self, cfg: TrainConfig, model_path: str, rank: int, world_size: int):
+        self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
+        if _device() == "cpu":
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        threads = cfg.learner.threads or max(1, (os.cpu_count() or 1))
+        torch.set_num_threads(threads)
+
+    def rendezvous(self) -> tuple[str, int]:
+        """Address and a free port on this node (called on rank 0) for torch.distributed."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return _node_ip(), port
+
+    def setup(self, master_addr: str, master_port: int) -> int:
+        """Join the DeepSpeed world and build the engine; returns the number of trainable parameters."""
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
+                          WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
+        deepspeed.init_distributed(dist_backend="nccl" if _device() == "cuda" else "gloo")
+        cfg, lrn = self.cfg, self.cfg.learner
+        torch.manual_seed(cfg.run.seed)
+        dtype = _dtype(cfg.model.dtype)
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, torch_dtype=dtype)
+        if cfg.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.tie_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lrn.lr, betas=lrn.betas, weight_decay=lrn.weight_decay)
+        warmup = max(lrn.warmup_steps, 0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                               config=self._ds_config(dtype))
+        self.ref_model = None
+        if cfg.grpo.kl_coef > 0:  # the only case that needs a frozen reference
+            self.ref_model = AutoModelForCausalLM.from_pretrained(self.model_path, torch_dtype=dtype)
+            self.ref_model.to(_device()).eval().requires_grad_(False)
+        return sum(p.numel() for p in model.parameters())
+
+    def _ds_config(self, dtype: torch.dtype) -> dict[str, Any]:
+        lrn = self.cfg.learner
+        micro, gas = self._micro_plan()
+        zero: dict[str, Any] = {"stage": lrn.zero_stage}
+        if lrn.offload_optimizer:
+            zero["offload_optimizer"] = {"device": "cpu"}
+        return {
+            "train_micro_batch_size_per_gpu": micro,
+            "gradient_accumulation_steps": gas,
+            "gradient_clipping": lrn.grad_clip,
+            "zero_optimization": zero,
+            "bf16": {"enabled": dtype == torch.bfloat16},
+            "fp16": {"enabled": dtype == torch.float16},
+            "zero_allow_untested_optimizer": True,  # torch AdamW: no JIT-compiled cpu_adam needed
+            "steps_per_print": 10**9,
+        }
+
+    def _micro_plan(self) -> tuple[int, int]:
+        """(micro-batch size, micro-batches per optimizer step) for this rank's share of a mini-batch."""
+        per_rank = self.cfg.samples_per_step // (self.cfg.learner.mini_batches * self.world_size)
+        micro = min(self.cfg.learner.micro_batch_size, per_rank)
+        return micro, -(-per_rank // micro)
+
+    # ------------------------------------------------------------------------------------- training
+    def _logprobs(self, model: Any, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token logprobs (B, T-1) of input_ids[:, 1:] and the logits (B, T-1, V) they came from."""
+        dev = _device()
+        logits = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev)).logits
+        logits = logits[:, :-1].float() / self.cfg.rollout.temperature
+        return grpo.logprobs_from_logits(logits, batch.input_ids[:, 1:].to(dev)), logits
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
+        micro, _ = self._micro_plan()
+        parts = [self._logprobs(model, mb)[0] for mb in _chunks(batch, micro)]
+        return torch.cat(parts)
+
+    def train(self, batch: TrainBatch) -> dict[str, float]:
+        """All GRPO updates for this rank's share of one rollout batch; returns mean metrics."""
+        cfg, g = self.cfg, self.cfg.grpo
+        start = time.perf_counter()
+        self.engine.train()
+        multi_update = cfg.learner.mini_batches > 1 or cfg.learner.epochs > 1
+        old_all = self._frozen_logprobs(self.engine, batch).cpu() if multi_update else None
+        ref_all = self._frozen_logprobs(self.ref_model, batch).cpu() if self.ref_model is not None else None
+        micro, gas = self._micro_plan()
+        sums: dict[str, float] = {}
+        grad_norms: list[float] = []
+        count = 0
+        index = torch.arange(len(batch.input_ids))
+        for _ in range(cfg.learner.epochs):
+            for mini_idx in index.chunk(cfg.learner.mini_batches):
+                mini_tokens = batch.loss_mask[mini_idx, 1:].sum().clamp(min=1)
+                for idx in mini_idx.split(micro):
+                    mb = TrainBatch(*(t[idx] for t in batch.tensors()))
+                    logprobs, logits = self._logprobs(self.engine, mb)
+                    dev = logprobs.device
+                    mask = mb.loss_mask[:, 1:].to(dev).float()
+                    old = old_all[idx].to(dev) if old_all is not None else logprobs.detach()
+                    loss, metrics = grpo.policy_loss(
+                        logprobs, old, mb.advantages.to(dev), mask, clip_low=g.clip_low, clip_high=g.clip_high,
+                        loss_agg=g.loss_agg, max_tokens=cfg.rollout.max_new_tokens,
+                        behavior_logprobs=mb.behavior_logprobs[:, 1:].to(dev) if g.tis_cap else None,
+                        tis_cap=g.tis_cap)
+                    metrics["loss/pg"] = loss.detach()
+                    if ref_all is not None:
+                        kl = grpo.kl_loss(logprobs, ref_all[idx].to(dev), mask, estimator=g.kl_estimator,
+                                          loss_agg=g.loss_agg, max_tokens=cfg.rollout.max_new_tokens)
+                        loss = loss + g.kl_coef * kl
+                        metrics["loss/kl"] = kl.detach()
+                    # DeepSpeed divides by `gas`; re-weight so a mini-batch's token-mean counts every
+                    # token once however the micro-batches split it.
+                    weight = mask.sum() / mini_tokens * gas if g.loss_agg == "token-mean" else len(idx) / len(mini_idx) * gas
+                    self.engine.backward(loss * weight)
+                    if self.engine.is_gradient_accumulation_boundary():
+                        grad_norms.append(self._grad_norm())
+                    self.engine.step()
+                    if grad_norms and grad_norms[-1] != grad_norms[-1]:  # NaN placeholder: ZeRO keeps it
+                        grad_norms[-1] = float(self.engine.get_global_grad_norm() or 0.0)
+                    with torch.no_grad():
+                        metrics["actor/entropy"] = (grpo.entropy_from_logits(logits) * mask).sum() / mask.sum().clamp(min=1)
+                    for k, v in metrics.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                    count += 1
+        out = {k: v / max(count, 1) for k, v in sums.items()}
+        out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
+        out["actor/lr"] = float(self.engine.get_lr()[0])
+        out["time/train_rank"] = time.perf_counter() - start
+        out["learner/tokens"] = float(batch.attention_mask.sum())
+        return out
+
+    def _grad_norm(self) -> float:
+        """Global gradient norm before clipping. ZeRO 1-3 optimizers compute it during the step (read
+        afterwards); with stage 0 DeepSpeed does not keep it, so compute it from the full gradients."""
+        if self.cfg.learner.zero_stage > 0:
+            return float("nan")  # filled in after the step, see train()
+        grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+        return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+
+    @torch.no_grad()
+    def logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        """(B, T-1) logprobs of the current policy (tests compare them with the rollout engine's)."""
+        self.engine.eval()
+        return self._frozen_logprobs(self.engine, batch).cpu()
+
+    # ------------------------------------------------------------------------------- weights, state
+    def named_weights(self, dtype: str | None = None) -> list[tuple[str, torch.Tensor]] | None:
+        """Full weights as CPU tensors on rank 0 (None elsewhere). Every rank must call it: under
+        ZeRO-3 the parameters are gathered collectively."""
+        import deepspeed
+
+        params = list(self.engine.module.named_parameters())
+        gather = deepspeed.zero.GatheredParameters([p for _, p in params], enabled=self.cfg.learner.zero_stage == 3)
+        with gather:
+            if self.rank != 0:
+                return None
+            cast = getattr(torch, dtype) if dtype else None
+            out = []
+            for name, p in params:
+                if self.tie_embeddings and name == "lm_head.weight":
+                    continue  # tied to embed_tokens; engines reject a duplicate
+                t = p.detach().to("cpu", copy=True)
+                out.append((name, t.to(cast) if cast is not None else t))
+            return out
+
+    def save(self, path: str, client_state: dict[str, Any]) -> None:
+        """DeepSpeed state (model, optimizer, scheduler) + an HF model folder for use elsewhere."""
+        import deepspeed
+        from transformers import AutoTokenizer
+
+        ckpt = Path(path)
+        if self.cfg.checkpoint.save_optimizer:
+            self.engine.save_checkpoint(str(ckpt / "deepspeed"), tag="state", client_state=client_state)
+        params = list(self.engine.module.named_parameters())
+        with deepspeed.zero.GatheredParameters([p for _, p in params], enabled=self.cfg.learner.zero_stage == 3):
+            if self.rank == 0:
+                self.engine.module.save_pretrained(ckpt / "model", safe_serialization=True)
+                AutoTokenizer.from_pretrained(self.model_path).save_pretrained(ckpt / "model")
+
+    def load(self, path: str) -> dict[str, Any]:
+        """Restore model, optimizer and scheduler state saved by `save`; returns the client state."""
+        state_dir = Path(path) / "deepspeed"
+        if not state_dir.exists():
+            raise FileNotFoundError(f"checkpoint {path} has no DeepSpeed state (saved with "
+                                    "checkpoint.save_optimizer=false?); cannot resume exactly from it")
+        _, client_state = self.engine.load_checkpoint(str(state_dir), tag="state")
+        return client_state or {}
+
+
+def _chunks(batch: TrainBatch, size: int) -> list[TrainBatch]:
+    n = len(batch.input_ids)
+    return [TrainBatch(*(t[i:i + size] for t in batch.tensors())) for i in range(0, n, size)]
+
+
+def _node_ip() -> str:
+    import ray
+
+    # outside Ray (a learner used in-process by a unit test) every rank is on this host
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"

@@ -1,0 +1,134 @@
+"""Step metrics and where they go: metrics.jsonl (one JSON object per step), wandb, a progress bar.
+
+Names are namespaced and stable: `reward/mean`, `reward/<task>/mean`, `reward/<task>/<component>`,
+`rollout/response_len`, `rollout/truncation_rate`, `rollout/zero_var_groups`, `time/generate`,
+`time/reward`, `time/train`, `time/sync`, `perf/gen_tokens_per_s`, `actor/*`, `pg/*`, `loss/*`.
+`RunLogger.warn_if_idle` shouts when training is silently doing nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rewards.runner import ScoreResult
+from rl.thinking import complies, parse_thinking
+from rl.types import Rollout
+
+log = logging.getLogger("rl")
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def rollout_metrics(rollouts: list[Rollout], results: list[ScoreResult], completions: list[str],
+                    rewards: torch.Tensor, group_size: int) -> dict[str, float]:
+    """Reward, length, truncation and thinking-mode metrics, overall and per task and per mode."""
+    m: dict[str, float] = {
+        "reward/mean": rewards.mean().item(),
+        "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
+        "rollout/response_len": _mean([len(r.response_ids) for r in rollouts]),
+        "rollout/truncation_rate": _mean([float(r.truncated) for r in rollouts]),
+        "rollout/zero_var_groups": (rewards.view(-1, group_size).std(dim=1) < 1e-8).float().mean().item(),
+        "rollout/budget_hit_rate": _mean([float(r.budget_hit) for r in rollouts]),
+    }
+    by_task: dict[str, list[int]] = defaultdict(list)
+    by_mode: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rollouts):
+        by_task[r.request.task].append(i)
+        by_mode["think" if r.request.thinking else "no_think"].append(i)
+    for name, idx in [*by_task.items(), *(("mode_" + k, v) for k, v in by_mode.items())]:
+        prefix = name
+        m[f"reward/{prefix}/mean"] = _mean([rewards[i].item() for i in idx])
+        m[f"rollout/{prefix}/response_len"] = _mean([len(rollouts[i].response_ids) for i in idx])
+        m[f"rollout/{prefix}/truncation_rate"] = _mean([float(rollouts[i].truncated) for i in idx])
+        m[f"rollout/{prefix}/count"] = float(len(idx))
+    for task, idx in by_task.items():
+        components: dict[str, list[float]] = defaultdict(list)
+        for i in idx:
+            for key, value in results[i].components.items():
+                if value is not None:
+                    components[key].append(value)
+        for key, values in components.items():
+            m[f"reward/{task}/{key}"] = _mean(values)
+    # thinking: mode compliance and thinking length per mode
+    for mode, idx in by_mode.items():
+        parses = [parse_thinking(completions[i]) for i in idx]
+        m[f"thinking/{mode}/compliance"] = _mean([float(complies(p, mode == "think")) for p, i in zip(parses, idx)])
+        m[f"thinking/{mode}/thinking_chars"] = _mean([float(len(p.thinking)) for p in parses])
+        m[f"thinking/{mode}/budget_hit_rate"] = _mean([float(rollouts[i].budget_hit) for i in idx])
+    return m
+
+
+class RunLogger:
+    """Appends to <run>/metrics.jsonl, logs to wandb, and drives a tqdm bar."""
+
+    def __init__(self, out_dir: Path, config: dict[str, Any], *, mode: str, project: str, run_name: str,
+                 total_steps: int, start_step: int, progress_bar: bool, run_id: str | None = None):
+        self.path = out_dir / "metrics.jsonl"
+        self.wandb = None
+        if mode != "disabled":
+            import wandb
+
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self.wandb = wandb.init(project=project, name=run_name, config=config, dir=str(out_dir), mode=mode,
+                                    id=run_id, resume="allow")
+        self.bar = None
+        if progress_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, desc="grpo", unit="step", dynamic_ncols=True)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.wandb.id if self.wandb is not None else None
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        record = {"step": step, **{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(reward=f"{metrics.get('reward/mean', 0):.3f}",
+                                 step_s=f"{metrics.get('time/step', 0):.1f}")
+
+    @staticmethod
+    def warn_if_idle(step: int, metrics: dict[str, float]) -> None:
+        """Training that learns nothing should be loud, not a flat curve found a day later."""
+        if metrics.get("rollout/zero_var_groups", 0.0) >= 1.0:
+            log.warning("step %d: EVERY group has zero reward variance, so all advantages are 0 and this step "
+                        "learns nothing. Tasks too hard/easy for the model, or a reward that always returns "
+                        "the same value? Check reward/<task>/* in metrics.jsonl and the rollouts/ files.", step)
+        if metrics.get("rollout/truncation_rate", 0.0) > 0.5:
+            log.warning("step %d: %.0f%% of responses hit rollout.max_new_tokens and were truncated; raise "
+                        "max_new_tokens or set a thinking budget.", step, 100 * metrics["rollout/truncation_rate"])
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def write_rollouts(path: Path, rollouts: list[Rollout], results: list[ScoreResult], completions: list[str],
+                   advantages: torch.Tensor) -> None:
+    """One JSON line per sample; written atomically so a kill never leaves half a file."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        for r, res, completion, adv in zip(rollouts, results, completions, advantages.tolist()):
+            f.write(json.dumps({
+                "uid": r.request.uid, "task": r.request.task, "thinking": r.request.thinking,
+                "completion": completion, "reward": res.reward, "components": res.components,
+                "errors": res.errors, "advantage": adv, "finish_reason": r.finish_reason,
+                "response_tokens": len(r.response_ids), "budget_hit": r.budget_hit,
+                "weights_version": r.weights_version, "env_info": r.env_info,
+            }, default=str) + "\n")
+    tmp.replace(path)

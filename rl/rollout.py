@@ -1,0 +1,90 @@
+"""RolloutWorker: a Ray actor that turns RolloutRequests into Rollouts with a generation engine.
+
+It owns what happens between prompt tokens and a finished response: the thinking budget (two-phase
+generation with STOP_THINKING inserted and masked out of the loss), the loss mask, the behaviour
+logprobs, and the weight version the rollout was generated with. The driver wraps this class with
+`ray.remote(...)`; it is a plain class so tests can use it in-process.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import torch
+
+from rl.engines import Engine, make_engine
+from rl.thinking import ThinkingBudget
+from rl.types import Rollout, RolloutRequest
+
+
+class RolloutWorker:
+    def __init__(self, model_path: str, backend: str, *, temperature: float, top_p: float, seed: int,
+                 threads: int = 0, engine_kwargs: dict[str, Any] | None = None):
+        from transformers import AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.budget = ThinkingBudget(self.tokenizer)
+        self.engine: Engine = make_engine(backend, model_path, temperature=temperature, top_p=top_p, seed=seed,
+                                          **(engine_kwargs if backend == "vllm" else {}))
+        self.weights_version = 0
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def generate(self, requests: list[RolloutRequest]) -> list[Rollout]:
+        """Generate every request; budgeted thinking requests take a second phase after the cut."""
+        if requests:
+            torch.manual_seed(requests[0].seed)  # engines without a seeded generator sample from torch's
+        first_limits = [self._phase1_limit(r) for r in requests]
+        first = self.engine.generate([r.prompt_ids for r in requests], first_limits)
+
+        # Phase 2: continue the ones cut at their thinking budget (inserting STOP_THINKING when the
+        # model had not closed its thought) and let them answer with the tokens that are left.
+        follow, inserts, prompts, limits = [], [], [], []
+        for i, (req, out) in enumerate(zip(requests, first)):
+            if first_limits[i] == req.max_new_tokens or out.finish_reason != "length":
+                continue
+            insert = self.budget.stop_ids if self.budget.hit(out.token_ids, first_limits[i]) else []
+            follow.append(i)
+            inserts.append(insert)
+            prompts.append(req.prompt_ids + out.token_ids + insert)
+            limits.append(req.max_new_tokens - len(out.token_ids))
+        second = dict(zip(follow, zip(inserts, self.engine.generate(prompts, limits)))) if follow else {}
+
+        rollouts = []
+        for i, (req, out) in enumerate(zip(requests, first)):
+            ids, mask, logprobs, finish = list(out.token_ids), [1] * len(out.token_ids), list(out.logprobs), out.finish_reason
+            insert: list[int] = []
+            if i in second:
+                insert, cont = second[i]
+                ids += insert + cont.token_ids
+                mask += [0] * len(insert) + [1] * len(cont.token_ids)  # inserted text was not sampled
+                logprobs += [0.0] * len(insert) + cont.logprobs
+                finish = cont.finish_reason
+            rollouts.append(Rollout(
+                request=req, response_ids=ids, loss_mask=mask, logprobs=logprobs,
+                text=self.tokenizer.decode(ids, skip_special_tokens=True), finish_reason=finish,
+                budget_hit=bool(insert), weights_version=self.weights_version))
+        return rollouts
+
+    @staticmethod
+    def _phase1_limit(req: RolloutRequest) -> int:
+        if req.thinking and req.thinking_budget is not None:
+            return min(req.thinking_budget, req.max_new_tokens)
+        return req.max_new_tokens
+
+    def weight_dtype(self) -> str:
+        """The dtype the engine holds weights in; the learner casts to it before sending (half the bytes
+        for a bf16 engine)."""
+        return str(self.engine.dtype).removeprefix("torch.")
+
+    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]], version: int) -> float:
+        """Load the learner's weights (Ray resolves the object ref the driver passes straight from
+        learner rank 0, so the driver never holds a copy); returns seconds spent."""
+        start = time.perf_counter()
+        self.engine.load_weights(named_tensors)
+        self.weights_version = version
+        return time.perf_counter() - start
