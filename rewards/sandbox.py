@@ -5,22 +5,26 @@
                         stdin=b"abc\n", limits=Limits(wall_s=2.0))
     result.stdout, result.returncode, result.timed_out            # -> "cba\n", 0, False
 
-Each call starts a fresh process tree: `python -I THIS_FILE CONFIG` (the *launcher*, stdlib only)
-sets up isolation, forks, and the child execs `python -I ARGV...` with a minimal environment.
+Each call starts a fresh process tree: `python -I THIS_FILE CONFIG REPORT_FD` (the *launcher*,
+stdlib only) sets up isolation, forks, and the child execs `python -I ARGV...` with a minimal
+environment. The launcher enforces the wall clock, kills and reaps everything left over, and reports
+back; the caller kills the launcher itself only if it overruns by `_LAUNCHER_GRACE_S`.
 Isolation levels, chosen once per process by `isolation()` (a probe run, result cached and logged):
 
 - "namespaces": new mount, network, PID, IPC and UTS namespaces (plus a user namespace when we are
   not root). Every existing mount is re-mounted read-only, /tmp and /dev/shm are fresh size-limited
-  tmpfs, /proc shows only the sandbox's processes, the network has only a downed loopback device. The
-  program is PID 1 of its namespace, so when it exits or is killed every process it started dies too.
+  tmpfs, /proc shows only the sandbox's processes, the network has only a downed loopback device.
+  The program runs as PID 2 under a PID-1 reaper; when either exits or is killed, the kernel kills
+  every process left in the namespace.
 - "basic": no namespaces could be made (e.g. a container whose seccomp profile forbids `unshare`):
   rlimits and, as root, a private uid only. Logged as a warning; docs/sandbox.md says what is lost.
 
 Always: rlimits (CPU, address space, processes, file size, open files, no core files), no new
-privileges (setuid binaries do not elevate), parent-death SIGKILL, and as root a fresh unprivileged uid
-per run (so the program cannot read 0600 files or delete root's files, and RLIMIT_NPROC, which root
-ignores, is enforced). The wall clock is enforced by the caller: the launcher's process group is
-SIGKILLed. See docs/sandbox.md for the threat model and what this does NOT protect against.
+privileges (setuid binaries do not elevate), parent-death SIGKILL, a new session. As root also a
+fresh unprivileged uid per run (so the program cannot read 0600 files or delete root's files, and
+RLIMIT_NPROC, which root ignores, is enforced) and, where cgroup v1 allows, a memory cgroup capping
+the whole tree. Environment: RL_SANDBOX_ISOLATION (auto | namespaces | basic), RL_SANDBOX_PYTHON.
+See docs/sandbox.md for the threat model and what this does NOT protect against.
 
 This file is also the launcher script, so it imports the standard library only.
 """
@@ -565,6 +569,11 @@ def _private_filesystem(tmpfs_mb: int) -> None:
         if os.path.isdir(target):
             _check(libc.mount(b"tmpfs", target, b"tmpfs", _MS_NOSUID | _MS_NODEV, data),
                    f"mount tmpfs {target}")
+    # An empty, read-only /run hides the host's Unix sockets there (docker, dbus, ...): the network
+    # namespace does not cover sockets reached by path.
+    if os.path.isdir("/run"):
+        _check(libc.mount(b"tmpfs", b"/run", b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                          b"size=64k,mode=755"), "mount tmpfs /run")
     _check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
     os.mkdir(WORKDIR, 0o700)
 
