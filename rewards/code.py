@@ -72,10 +72,12 @@ class TestCase:
 @reward_spec()  # `tests` OR `test` is required: checked in the function, with a clear message
 def code_reward(completion: str, *, tests: Any = None, entry_point: str | None = None,
                 prompt: Any = None, test: str | None = None, timeout_s: float = 4.0,
-                total_timeout_s: float = 30.0, memory_mb: int = 1024, **row: Any) -> RewardResult:
+                total_timeout_s: float = 8.0, memory_mb: int = 1024, **row: Any) -> RewardResult:
     """Score = fraction of tests passed; each test in its own sandbox with `timeout_s` of wall time.
 
-    `total_timeout_s` bounds the whole row: tests not started by then count as failed.
+    `total_timeout_s` bounds the whole row: tests not started by then count as failed. Keep it
+    below the reward runner's per-call timeout (10 s by default), or a slow program would get a
+    timeout (None, left out of the reward) instead of a low score.
     """
     cases = parse_tests(tests, test, entry_point)
     code = extract_code(completion)
