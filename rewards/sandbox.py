@@ -62,6 +62,8 @@ ISOLATION_ENV = "RL_SANDBOX_ISOLATION"
 PYTHON_ENV = "RL_SANDBOX_PYTHON"
 """The interpreter for sandboxed code (e.g. one with numpy, installed where any uid can read it)."""
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_PREFIX = "rl-sandbox-"
+"""Names of run directories (in the temp dir) and of run cgroups."""
 _LAUNCHER_GRACE_S = 5.0
 """Extra wall time before we kill a launcher that failed to enforce the limit itself."""
 
@@ -146,10 +148,10 @@ def run_python(argv: list[str], *, files: dict[str, str], stdin: bytes = b"",
     be set up; anything the program does (crash, timeout, garbage output) is in the RunResult.
     """
     iso = iso or isolation()
-    base = tempfile.mkdtemp(prefix="rl-sandbox-")  # 0700: only we (and the launcher) can enter it
+    base = tempfile.mkdtemp(prefix=_PREFIX)  # 0700: only we (and the launcher) can enter it
     # In basic mode the program works in a host directory, a sibling of `base`: a private uid
     # could not reach it inside `base`, and must not read the control files (stdin holds a nonce).
-    workdir = tempfile.mkdtemp(prefix="rl-sandbox-work-") if iso.mode == "basic" else None
+    workdir = tempfile.mkdtemp(prefix=_PREFIX + "work-") if iso.mode == "basic" else None
     cgroup = iso.memory_cgroup and os.path.join(iso.memory_cgroup, os.path.basename(base))
     try:
         if cgroup:
@@ -306,6 +308,7 @@ def isolation() -> Isolation:
     as_root = os.geteuid() == 0
     failures: list[str] = []
     cgroup = _memory_cgroup_parent(failures) if as_root else None
+    _sweep_leftovers(cgroup)
     for mode in modes:
         for python in _candidate_pythons():
             candidate = Isolation(mode=mode, python=python, as_root=as_root, memory_cgroup=cgroup)
@@ -342,6 +345,29 @@ def _memory_cgroup_parent(failures: list[str]) -> str | None:
         failures.append(f"cannot create memory cgroups in {parent} ({exc}): memory is capped per process only")
         return None
     return parent
+
+
+def _sweep_leftovers(cgroup_parent: str | None) -> None:
+    """Remove what runs of a killed process left (a reward worker killed on timeout cannot clean up).
+
+    Called once per process; the reward runner starts a fresh worker after killing one. Only old
+    entries go: an empty cgroup older than a minute (a live run joins its cgroup within
+    milliseconds) and run directories older than an hour (no run lasts that long).
+    """
+    now = time.time()
+    if cgroup_parent:
+        for entry in os.scandir(cgroup_parent):
+            if entry.name.startswith(_PREFIX) and entry.is_dir() and now - entry.stat().st_mtime > 60:
+                with open(os.path.join(entry.path, "cgroup.procs")) as f:
+                    if not f.read().strip():
+                        _remove_cgroup(entry.path)
+    for entry in os.scandir(tempfile.gettempdir()):
+        if not entry.name.startswith(_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        info = entry.stat(follow_symlinks=False)
+        # as root, basic-mode work directories belong to the run's private uid
+        if (os.geteuid() == 0 or info.st_uid == os.getuid()) and now - info.st_mtime > 3600:
+            _remove_tree(entry.path)
 
 
 def _candidate_pythons() -> list[str]:

@@ -19,6 +19,7 @@ import pytest
 
 from rewards.code import build_program, code_reward, extract_code, normalize_output, parse_tests
 from rewards.registry import get_reward
+from rewards import sandbox
 from rewards.sandbox import Limits, isolation, run_python
 
 # --- HumanEval/0 and HumanEval/2, verbatim (prompt, canonical_solution, test, entry_point) --------
@@ -435,3 +436,15 @@ def test_killing_the_parent_or_everyone_harms_nothing():
         sentinel.wait()
     # We are alive (this line runs), and the sandbox still works afterwards:
     assert code_reward("def add(a, b):\n    return a + b\n", tests=ADD_TESTS, **FAST).score == 1.0
+
+
+def test_leftovers_of_killed_runs_are_swept(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old, fresh, other = (tmp_path / name for name in ("rl-sandbox-old", "rl-sandbox-fresh", "unrelated"))
+    for directory in (old, fresh, other):
+        (directory / "sub").mkdir(parents=True)
+        (directory / "sub" / "stdout").write_text("x")
+    for directory in (old, other):
+        os.utime(directory, (time.time() - 7200, time.time() - 7200))
+    sandbox._sweep_leftovers(None)
+    assert not old.exists() and fresh.exists() and other.exists()
