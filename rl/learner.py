@@ -198,10 +198,12 @@ class Learner:
             cast = getattr(torch, dtype) if dtype else None
             out = []
             for name, p in params:
-                if self.tie_embeddings and name == "lm_head.weight":
-                    continue  # tied to embed_tokens; engines reject a duplicate
                 t = p.detach().to("cpu", copy=True)
                 out.append((name, t.to(cast) if cast is not None else t))
+            if self.tie_embeddings and "lm_head.weight" not in dict(out):
+                # named_parameters() lists a tied matrix once; vLLM keeps a separate lm_head copy after
+                # loading, which stays stale unless the tied weight is also sent under its own name
+                out.append(("lm_head.weight", dict(out)["model.embed_tokens.weight"]))
             return out
 
     def save(self, path: str, client_state: dict[str, Any]) -> None:
