@@ -62,6 +62,7 @@ def rollout_metrics(rollouts: list[Rollout], results: list[ScoreResult], complet
         parses = [parse_thinking(completions[i]) for i in idx]
         m[f"thinking/{mode}/compliance"] = _mean([float(complies(p, mode == "think")) for p, i in zip(parses, idx)])
         m[f"thinking/{mode}/thinking_chars"] = _mean([float(len(p.thinking)) for p in parses])
+        m[f"thinking/{mode}/thinking_tokens"] = _mean([float(rollouts[i].thinking_tokens) for i in idx])
         m[f"thinking/{mode}/budget_hit_rate"] = _mean([float(rollouts[i].budget_hit) for i in idx])
     return m
 

@@ -14,21 +14,24 @@ from typing import Any
 import torch
 
 from rl.engines import Engine, make_engine
-from rl.thinking import ThinkingBudget
+from rl.thinking import ThinkingBudget, response_prefix
 from rl.types import Rollout, RolloutRequest
 
 
 class RolloutWorker:
     def __init__(self, model_path: str, backend: str, *, temperature: float, top_p: float, seed: int,
-                 threads: int = 0, engine_kwargs: dict[str, Any] | None = None):
+                 threads: int = 0, engine_kwargs: dict[str, Any] | None = None, engine: Engine | None = None):
+        """`engine`: use this engine instead of building one for `backend` (tests pass a scripted one;
+        `model_path` then only provides the tokenizer)."""
         from transformers import AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.budget = ThinkingBudget(self.tokenizer)
-        self.engine: Engine = make_engine(backend, model_path, temperature=temperature, top_p=top_p, seed=seed,
-                                          **(engine_kwargs if backend == "vllm" else {}))
+        self.engine: Engine = engine if engine is not None else make_engine(
+            backend, model_path, temperature=temperature, top_p=top_p, seed=seed,
+            **((engine_kwargs or {}) if backend == "vllm" else {}))
         self.weights_version = 0
 
     def pid(self) -> int:
@@ -51,7 +54,8 @@ class RolloutWorker:
             follow.append(i)
             inserts.append(insert)
             prompts.append(req.prompt_ids + out.token_ids + insert)
-            limits.append(req.max_new_tokens - len(out.token_ids))
+            # The inserted text counts against max_new_tokens too: a response never exceeds it.
+            limits.append(max(req.max_new_tokens - len(out.token_ids) - len(insert), 0))
         second = dict(zip(follow, zip(inserts, self.engine.generate(prompts, limits)))) if follow else {}
 
         rollouts = []
@@ -67,8 +71,15 @@ class RolloutWorker:
             rollouts.append(Rollout(
                 request=req, response_ids=ids, loss_mask=mask, logprobs=logprobs,
                 text=self.tokenizer.decode(ids, skip_special_tokens=True), finish_reason=finish,
-                budget_hit=bool(insert), weights_version=self.weights_version))
+                budget_hit=bool(insert), weights_version=self.weights_version,
+                thinking_tokens=len(out.token_ids) if insert else self._thinking_tokens(req, ids)))
         return rollouts
+
+    def _thinking_tokens(self, req: RolloutRequest, ids: list[int]) -> int:
+        """Tokens the model spent in its think block (for a budget-cut thought: the phase-1 tokens)."""
+        # The last prompt tokens tell whether the prompt opened the block (QwQ-style templates).
+        opened = response_prefix(self.tokenizer.decode(req.prompt_ids[-4:])) in ("<think>\n", "<think>")
+        return self.budget.thinking_tokens(ids, prompt_opened_think=opened)
 
     @staticmethod
     def _phase1_limit(req: RolloutRequest) -> int:

@@ -380,6 +380,24 @@ class ThinkingBudget:
             return self.close_id not in head
         return THINK_CLOSE not in self.tokenizer.decode(head)
 
+    def thinking_tokens(self, ids: Sequence[int], *, prompt_opened_think: bool = False) -> int:
+        """Tokens of `ids` that belong to the think block: up to and including the token that completes
+        the first `</think>`; all of them when a block was opened (by `ids` or by the prompt) and never
+        closed; 0 when there is no block at all."""
+        ids = list(ids)
+        if self.close_id is not None:
+            if self.close_id in ids:
+                return ids.index(self.close_id) + 1
+        elif THINK_CLOSE in self.tokenizer.decode(ids):
+            # The tag spans several BPE pieces here: binary-search the shortest prefix whose decoded
+            # text holds it (having the tag is monotone in the prefix length), log2(n) decodes.
+            low, high = 1, len(ids)
+            while low < high:
+                mid = (low + high) // 2
+                low, high = (low, mid) if THINK_CLOSE in self.tokenizer.decode(ids[:mid]) else (mid + 1, high)
+            return low
+        return len(ids) if prompt_opened_think or THINK_OPEN in self.tokenizer.decode(ids) else 0
+
     def force(self, ids: Sequence[int], budget: int) -> list[int]:
         """The completion ids to continue from once the budget is hit: the first `budget` ids + stop_ids."""
         return list(ids[:budget]) + self.stop_ids

@@ -55,6 +55,9 @@ class Rollout:
     """Agent envs: turns, tool calls, env reward, errors."""
     weights_version: int = 0
     """Learner step whose weights generated this rollout (staleness for off-policy runs)."""
+    thinking_tokens: int = 0
+    """Tokens the model spent in its think block (up to and including `</think>`; the phase-1 tokens
+    when the budget cut the thought; all tokens of a thought never closed; 0 without a block)."""
 
     @property
     def truncated(self) -> bool:
