@@ -1,0 +1,92 @@
+"""End to end through the real stack: `rl train` -> local Ray cluster -> vLLM rollout worker, reward
+worker, DeepSpeed learner -> metrics, rollouts, checkpoints; and resume after SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.conftest import tiny_overrides
+
+pytestmark = pytest.mark.slow
+RL = [sys.executable, "-m", "rl.cli"]
+
+
+def _run(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(RL + args, capture_output=True, text=True, timeout=timeout)
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_grpo_steps_train_the_model(tiny_model, tmp_path):
+    run = tmp_path / "run"
+    proc = _run(["train", "configs/tiny.yaml", *tiny_overrides(tiny_model, run)])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    metrics = _metrics(run)
+    assert [m["step"] for m in metrics] == [1, 2]
+    for m in metrics:
+        assert m["reward/mean"] > 0 and "reward/arithmetic/char_count" in m
+        assert m["time/generate"] > 0 and m["time/train"] > 0 and m["perf/gen_tokens_per_s"] > 0
+        assert m["actor/grad_norm"] > 0 and m["actor/lr"] == pytest.approx(1e-3)
+    rollouts = (run / "rollouts" / "step_000002.jsonl").read_text().splitlines()
+    assert len(rollouts) == 8 and {"completion", "reward", "advantage"} <= set(json.loads(rollouts[0]))
+    assert (run / "config.yaml").exists()
+
+    trained = load_file(run / "checkpoints" / "step_000002" / "model" / "model.safetensors")
+    initial = load_file(tiny_model / "model.safetensors")
+    changed = [k for k in initial if not (trained[k].float() == initial[k].float()).all()]
+    assert len(changed) > len(initial) // 2, "GRPO steps must update most parameters"
+    assert (run / "checkpoints" / "step_000002" / "deepspeed").is_dir()
+
+
+def test_resume_after_sigkill_continues_at_the_right_step(tiny_model, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "configs/tiny.yaml", *tiny_overrides(tiny_model, run, **{"run.steps": 4})]
+    proc = subprocess.Popen(RL + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while not (run / "checkpoints" / "step_000002").exists():
+            assert proc.poll() is None, "the run ended before it was killed"
+            assert time.time() < deadline, "no checkpoint within the time limit"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+        proc.wait()
+    killed_at = max(m["step"] for m in _metrics(run))
+    assert killed_at >= 2
+
+    resumed = _run(args + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resumed from" in resumed.stderr and "step_000002" in resumed.stderr or killed_at >= 3
+    steps = [m["step"] for m in _metrics(run)]
+    assert steps == [1, 2, 3, 4], "steps after the last checkpoint are redone once, none lost or doubled"
+    state = json.loads((run / "checkpoints" / "step_000004" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+
+
+def test_bad_config_fails_before_any_actor_starts(tiny_model, tmp_path):
+    proc = _run(["train", "configs/tiny.yaml", *tiny_overrides(tiny_model, tmp_path / "r"), "--rollout.grop_size", "2"],
+                timeout=60)
+    assert proc.returncode == 2 and "unknown field 'rollout.grop_size'" in proc.stderr
+    proc = _run(["train", "configs/tiny.yaml", *tiny_overrides(tmp_path / "missing-model", tmp_path / "r")], timeout=60)
+    assert proc.returncode == 2 and "missing-model does not exist" in proc.stderr
+
+
+def test_dataset_row_without_required_field_is_named(tiny_model, tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?"}\n')
+    task = f"[{{name: mine, source: '{data}', eval_size: 0, rewards: [{{name: math}}]}}]"
+    proc = _run(["train", "configs/tiny.yaml", *tiny_overrides(tiny_model, tmp_path / "r", **{"data.tasks": task})],
+                timeout=60)
+    assert proc.returncode == 2
+    assert "rows.jsonl: row 1 of task 'mine' is missing field(s) ['answer']" in proc.stderr
