@@ -90,3 +90,18 @@ def test_dataset_row_without_required_field_is_named(tiny_model, tmp_path):
                 timeout=60)
     assert proc.returncode == 2
     assert "rows.jsonl: row 1 of task 'mine' is missing field(s) ['answer']" in proc.stderr
+
+
+def test_two_learner_ranks_with_zero3(tiny_model, tmp_path):
+    """A DeepSpeed world of 2 Ray actors (gloo), ZeRO-3: weights are gathered collectively for the sync
+    and the HF checkpoint, and the ranks train the same model."""
+    run = tmp_path / "run"
+    overrides = tiny_overrides(tiny_model, run, **{"run.steps": 1, "learner.num_workers": 2, "learner.zero_stage": 3,
+                                                   "learner.cpus_per_worker": 0.5})
+    proc = _run(["train", "configs/tiny.yaml", *overrides])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert [m["step"] for m in _metrics(run)] == [1]
+    trained = load_file(run / "checkpoints" / "step_000001" / "model" / "model.safetensors")
+    initial = load_file(tiny_model / "model.safetensors")
+    assert set(trained) >= set(initial) - {"lm_head.weight"}
+    assert any(not (trained[k] == initial[k]).all() for k in initial if k in trained)
