@@ -3,6 +3,10 @@
     rl train CONFIG [--steps N] [--output-dir DIR] [--resume] [--section.field VALUE ...]
     rl score --reward NAME --completion TEXT [--row JSON] [--kwargs JSON]
     rl models [prepare NAME]
+    rl sft CONFIG [--output-dir DIR] [--section.field VALUE ...]          (fusion SFT, rl/sft.py)
+    rl build-fusion-data CONFIG --out FILE.jsonl [--prompts N] [--threshold T]   (rl/fusion_data.py)
+    rl build-fusion-data --arithmetic N --out FILE.jsonl
+    rl eval-thinking CONFIG --out DIR [--model DIR] [--budgets 0,16,32]  (rl/eval_thinking.py)
 """
 from __future__ import annotations
 
@@ -82,6 +86,57 @@ def cmd_models(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_sft(args: argparse.Namespace, extra: list[str]) -> int:
+    from rl.sft import load_sft_config, sft
+
+    overrides = split_overrides(extra)
+    if args.output_dir is not None:
+        overrides.append(f"run.output_dir={args.output_dir}")
+    out = sft(load_sft_config(args.config, overrides))
+    print(f"sft finished: {out}")
+    return 0
+
+
+def cmd_build_fusion_data(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from rl.fusion_data import arithmetic_fusion_rows, build_fusion_data, write_rows
+
+    if (args.config is None) == (args.arithmetic is None):
+        raise SystemExit("rl build-fusion-data: give a CONFIG (rejection sampling) or --arithmetic N, not both")
+    if args.arithmetic is not None:
+        if extra:
+            raise SystemExit(f"rl build-fusion-data --arithmetic: unexpected arguments {extra}")
+        write_rows(arithmetic_fusion_rows(args.arithmetic, args.seed), Path(args.out))
+        print(f"wrote {args.arithmetic} rows to {args.out}")
+        return 0
+    from rl.config import load_config
+
+    stats = build_fusion_data(load_config(args.config, split_overrides(extra)), Path(args.out), prompts=args.prompts,
+                              threshold=args.threshold, no_think_threshold=args.no_think_threshold,
+                              per_prompt=args.per_prompt)
+    print(json.dumps({"out": args.out, **stats.as_dict()}, indent=2))
+    return 0
+
+
+def cmd_eval_thinking(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from rl.config import load_config
+    from rl.eval_thinking import evaluate_thinking
+
+    budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
+    results = evaluate_thinking(load_config(args.config, split_overrides(extra)), Path(args.out), model=args.model,
+                                dialogs=args.dialogs, turns=args.turns, budgets=budgets, problems=args.problems,
+                                answer_tokens=args.answer_tokens, success=args.success)
+    follow = results["think_follow"]
+    print(f"ThinkFollow: {follow['score']:.3f} of {follow['turns']} turns (last turn {follow['last_turn']:.3f})")
+    for point in results["budget_accuracy"]:
+        print(f"budget {point['budget']}: accuracy {point['accuracy']:.3f} (budget hit {point['budget_hit_rate']:.2f})")
+    print(f"non-thinking: accuracy {results['no_think_accuracy']['accuracy']:.3f}; written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rl", description="Qwen3-style RL post-training on Ray + DeepSpeed + vLLM")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +159,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list", "prepare"], default="list")
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("sft", help="fusion SFT: cross-entropy on chat JSONL through the DeepSpeed learner")
+    p.add_argument("config")
+    p.add_argument("--output-dir")
+    p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("build-fusion-data", help="SFT chats by rejection sampling (or procedural arithmetic)")
+    p.add_argument("config", nargs="?", help="a GRPO config: its model, tasks, rewards and rollout settings")
+    p.add_argument("--out", required=True, help="JSONL file to write")
+    p.add_argument("--prompts", type=int, default=64, help="prompts to roll out (whole steps of prompts_per_step)")
+    p.add_argument("--threshold", type=float, default=1.0, help="keep a thinking sample when its reward >= this")
+    p.add_argument("--no-think-threshold", type=float, help="also filter non-thinking samples by reward")
+    p.add_argument("--per-prompt", type=int, default=1, help="kept samples per prompt at most")
+    p.add_argument("--arithmetic", type=int, help="instead: write N procedural mixed-mode arithmetic chats")
+    p.add_argument("--seed", type=int, default=0, help="seed of --arithmetic")
+    p.set_defaults(func=cmd_build_fusion_data)
+
+    p = sub.add_parser("eval-thinking", help="ThinkFollow score and accuracy vs thinking budget (plotted)")
+    p.add_argument("config")
+    p.add_argument("--out", required=True, help="folder for results.json and budget_accuracy.png")
+    p.add_argument("--model", help="model folder to evaluate (default: the config's model.path)")
+    p.add_argument("--dialogs", type=int, default=16)
+    p.add_argument("--turns", type=int, default=3)
+    p.add_argument("--budgets", default="0,16,32,64", help="comma-separated thinking budgets in tokens")
+    p.add_argument("--problems", type=int, default=32, help="questions from the config's first task")
+    p.add_argument("--answer-tokens", type=int, default=32, help="tokens left for the answer after the stop text")
+    p.add_argument("--success", type=float, default=1.0, help="a reward >= this counts as correct")
+    p.set_defaults(func=cmd_eval_thinking)
     return parser
 
 

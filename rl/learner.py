@@ -25,7 +25,7 @@ import torch
 
 from rl import grpo
 from rl.config import TrainConfig
-from rl.types import TrainBatch
+from rl.types import SFTBatch, TrainBatch
 
 
 def _device() -> str:
@@ -169,6 +169,39 @@ class Learner:
         out["time/train_rank"] = time.perf_counter() - start
         out["learner/tokens"] = float(batch.attention_mask.sum())
         return out
+
+    def sft_train(self, batch: SFTBatch) -> dict[str, float]:
+        """One optimizer step of supervised fine-tuning (`rl sft`) on this rank's share of a batch:
+        cross-entropy on the tokens where loss_mask is 1, averaged over those tokens (token-mean).
+
+        Logits are not divided by the sampling temperature: this is the data's likelihood. The batch
+        splits into exactly the micro-batches DeepSpeed accumulates (`_micro_plan` with
+        samples_per_step = sft.batch_size), so the last one is the optimizer-step boundary.
+        """
+        start = time.perf_counter()
+        self.engine.train()
+        dev = _device()
+        micro, gas = self._micro_plan()
+        total = batch.loss_mask[:, 1:].sum().clamp(min=1)   # trained tokens on this rank
+        nll_sum, grad_norms = 0.0, []
+        for idx in torch.arange(len(batch.input_ids)).split(micro):
+            mb = batch.select(idx)
+            logits = self.engine(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev)).logits
+            logprobs = grpo.logprobs_from_logits(logits[:, :-1].float(), mb.input_ids[:, 1:].to(dev))  # (b, T-1)
+            nll = -(logprobs * mb.loss_mask[:, 1:].to(dev)).sum()
+            # DeepSpeed divides by `gas`; scale so the step's gradient is that of the token mean.
+            self.engine.backward(nll / total.to(dev) * gas)
+            if self.engine.is_gradient_accumulation_boundary():
+                grad_norms.append(self._grad_norm())
+            self.engine.step()
+            if grad_norms and grad_norms[-1] != grad_norms[-1]:  # NaN placeholder: ZeRO keeps it
+                grad_norms[-1] = float(self.engine.get_global_grad_norm() or 0.0)
+            nll_sum += float(nll.detach())
+        if len(grad_norms) != 1:
+            raise RuntimeError(f"sft_train took {len(grad_norms)} optimizer steps for one batch of {len(batch.input_ids)} "
+                               f"rows (micro {micro} x {gas}); every rank needs sft.batch_size / learner.num_workers rows")
+        return {"loss/sft": nll_sum / float(total), "sft/tokens": float(total), "actor/grad_norm": grad_norms[0],
+                "actor/lr": float(self.engine.get_lr()[0]), "time/train_rank": time.perf_counter() - start}
 
     def _grad_norm(self) -> float:
         """Global gradient norm before clipping. ZeRO 1-3 optimizers compute it during the step (read

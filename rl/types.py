@@ -83,3 +83,20 @@ class TrainBatch:
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.input_ids, self.attention_mask, self.loss_mask, self.advantages, self.behavior_logprobs)
+
+
+@dataclass
+class SFTBatch:
+    """Padded chat tensors for one learner rank in `rl sft`. Shapes: (B, T), right-padded."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor
+    """1 on the tokens of the final assistant turn (what cross-entropy trains), 0 elsewhere."""
+
+    def split(self, parts: int) -> list["SFTBatch"]:
+        size = len(self.input_ids) // parts
+        return [self.select(torch.arange(i * size, (i + 1) * size)) for i in range(parts)]
+
+    def select(self, idx: torch.Tensor) -> "SFTBatch":
+        return SFTBatch(self.input_ids[idx], self.attention_mask[idx], self.loss_mask[idx])
