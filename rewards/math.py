@@ -36,6 +36,7 @@ _FLOAT_ROUNDING = 6
 _LATEX_DELIMITERS = ("$", "\\(", "\\[", "\\boxed")
 # Digits, separators, sign, fraction bar and percent only: parsed as a plain expression.
 _PLAIN_NUMBER = re.compile(r"[\d\s.,+\-/%]+")
+_NUMBER_LITERAL = re.compile(r"[-+]?\d[\d,]*(\.\d+)?")
 
 
 def _parse(text: str) -> list[Any]:
@@ -65,9 +66,13 @@ def parse_gold(answer: str | int | float) -> list[Any]:
 
 
 @reward_spec(required=("answer",))
-def math_reward(completion: str, *, answer: str | int | float, **row: Any) -> RewardResult:
+def math_reward(completion: str, *, answer: str | int | float, numeric_only: bool = False,
+                **row: Any) -> RewardResult:
     """1.0 if the completion's final answer is mathematically equivalent to `answer`, else 0.0.
 
+    numeric_only: count the answer only when it is a number literal. math-verify evaluates an
+    extracted expression, so restating the question ("What is 3 - 7?" -> "3 - 7") would score 1.0;
+    arithmetic tasks set this to stop GRPO from learning to echo the question.
     details: {"parsed": prediction as sympy text or None, "gold": gold as sympy text}.
     """
     gold = parse_gold(answer)
@@ -76,6 +81,9 @@ def math_reward(completion: str, *, answer: str | int | float, **row: Any) -> Re
     if not predicted:
         # Malformed model output (no extractable answer, or an unclosed think block): score 0.
         return RewardResult(0.0, {"parsed": None, "gold": str(gold[0]), "reason": "no answer found"})
+    if numeric_only and not _NUMBER_LITERAL.fullmatch(str(predicted[-1]).strip()):
+        return RewardResult(0.0, {"parsed": str(predicted[-1]), "gold": str(gold[0]),
+                                  "reason": "answer is an expression, not a number"})
     # verify(gold, prediction) is not symmetric: gold must come first (see math-verify's README).
     correct = verify(gold, predicted, float_rounding=_FLOAT_ROUNDING, timeout_seconds=None)
     return RewardResult(1.0 if correct else 0.0, {"parsed": str(predicted[0]), "gold": str(gold[0])})

@@ -113,3 +113,14 @@ def test_registered_as_builtin_with_required_answer() -> None:
     assert fn is math_reward
     assert required_fields(fn) == ("answer",)
     assert fn("\\boxed{3/4}", answer="0.75").score == 1.0
+
+
+def test_numeric_only_refuses_an_echoed_expression():
+    from rewards import get_reward
+
+    strict = get_reward("math", numeric_only=True)
+    assert get_reward("math")("3 - 7", answer="-4").score == 1.0  # math-verify evaluates the expression
+    assert strict("3 - 7", answer="-4").score == 0.0
+    assert strict("3 - 7 = -4", answer="-4").score == 1.0
+    assert strict("The answer is -4.", answer="-4").score == 1.0
+    assert strict("12/3", answer="4").score == 0.0
