@@ -11,7 +11,7 @@ import random
 from typing import Any
 
 from envs.tasks import Row, TaskSpec
-from rl.config import RewardSpecConfig
+from rewards.runner import RewardSpec
 
 PROMPT = "What is {expr}? Answer with just the number."
 
@@ -38,6 +38,6 @@ ARITHMETIC = TaskSpec(
     name="arithmetic",
     description="integer expressions like '7 + 5 - 3'; math-verify equivalence + answer format",
     generate=generate,
-    rewards=[RewardSpecConfig("math", 1.0), RewardSpecConfig("format", 0.1)],
+    rewards=[RewardSpec("math", 1.0, {"numeric_only": True}), RewardSpec("format", 0.1)],
     source="procedural",
 )
