@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 from rewards.base import required_fields
 from rewards.registry import get_reward, load_object
-from rl.config import ConfigError, RewardSpecConfig, TaskConfig
+from rewards.runner import RewardSpec
+from rl.config import ConfigError, TaskConfig
 
 Row = dict[str, Any]
 Generator = Callable[[int, int, dict[str, Any]], list[Row]]
@@ -31,7 +32,7 @@ class TaskSpec:
     name: str
     description: str
     generate: Generator
-    rewards: list[RewardSpecConfig]
+    rewards: list[RewardSpec]
     system_prompt: str | None = None
     source: str = "procedural"
     """Where the data comes from, for `rl tasks` (e.g. "reasoning-gym:knights_knaves")."""
@@ -49,7 +50,7 @@ class Task:
     config: TaskConfig
     train: list[Row]
     eval: list[Row]
-    rewards: list[RewardSpecConfig]
+    rewards: list[RewardSpec]
     system_prompt: str | None = None
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
@@ -107,7 +108,7 @@ def load_task(cfg: TaskConfig, seed: int) -> Task:
                 system_prompt=system, source=where)
 
 
-def check_rows(rows: list[Row], rewards: list[RewardSpecConfig], task: str, where: str) -> None:
+def check_rows(rows: list[Row], rewards: list[RewardSpec], task: str, where: str) -> None:
     """Fail at load time, naming the source and row, when a row lacks what the task needs."""
     if not rows:
         raise ConfigError(f"task {task!r}: {where} produced no rows")
