@@ -40,6 +40,7 @@ from typing import Any
 
 from rewards.base import RewardResult, reward_spec
 from rewards.sandbox import Limits, RunResult, isolation, run_python
+from rl.thinking import parse_thinking
 
 _FENCE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
 _PYTHON_LABELS = ("python", "py", "python3")
@@ -69,7 +70,9 @@ class TestCase:
     output: str = ""
 
 
-@reward_spec()  # `tests` OR `test` is required: checked in the function, with a clear message
+# `tests` OR `test` is required: checked in the function, with a clear message. raw_completion: the
+# runner's thinking split strips the answer, which would unindent a HumanEval-style body; see answer_text.
+@reward_spec(raw_completion=True)
 def code_reward(completion: str, *, tests: Any = None, entry_point: str | None = None,
                 prompt: Any = None, test: str | None = None, timeout_s: float = 4.0,
                 total_timeout_s: float = 8.0, memory_mb: int = 1024, **row: Any) -> RewardResult:
@@ -80,7 +83,7 @@ def code_reward(completion: str, *, tests: Any = None, entry_point: str | None =
     timeout (None, left out of the reward) instead of a low score.
     """
     cases = parse_tests(tests, test, entry_point)
-    code = extract_code(completion)
+    code = extract_code(answer_text(completion))
     if not code.strip():  # model output without any code: a wrong answer, not an error
         return RewardResult(0.0, {"passed": 0, "total": len(cases), "error": "no code in the completion"})
     program = build_program(code, prompt if isinstance(prompt, str) else None, entry_point)
@@ -132,6 +135,19 @@ def _failure(result: RunResult, wrong: str) -> dict[str, str]:
 def normalize_output(text: str) -> str:
     """What judges compare: trailing whitespace stripped per line and at the end; \\r\\n as \\n."""
     return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
+
+
+def answer_text(completion: str) -> str:
+    """The completion without its think block (rl.thinking rules), keeping the answer's indentation.
+
+    `split_thinking` strips the answer, so a HumanEval-style body ("    return a + b", joined to the
+    prompt's signature) would lose the indentation of its first line and become a syntax error.
+    """
+    answer = parse_thinking(completion).answer
+    if not answer:  # an unclosed think block (or an empty answer): no code
+        return ""
+    before = completion.rstrip()[:-len(answer)]  # the answer is the stripped tail of the completion
+    return before[len(before.rstrip(" \t")):] + answer
 
 
 def extract_code(completion: str) -> str:

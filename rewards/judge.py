@@ -30,6 +30,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import re
 import threading
 import urllib.error
@@ -431,12 +432,22 @@ in a namespace of their own)::
 """
 
 _WORKERS: dict[tuple[str, str], Any] = {}
-_ACTORS: dict[str, Any] = {}
+_ACTORS: dict[str, list[Any]] = {}
 _WORKERS_LOCK = threading.Lock()
 
 
-def named_actor(name: str) -> Any | None:
-    """The Ray actor called `name`, in this process's namespace or in `RAY_NAMESPACE`; None if none.
+JUDGE_ACTOR = "rl-judge"
+"""Name of the judge actor that `rl train` creates (the `judge` reward's default `judge`)."""
+
+
+def replica_name(name: str, index: int) -> str:
+    """Replica 0 is called `name`, the others `name-1`, `name-2`, ... (`named_actors` finds them all)."""
+    return name if index == 0 else f"{name}-{index}"
+
+
+def named_actors(name: str) -> list[Any]:
+    """The Ray actors called `name`, `name-1`, `name-2`, ... (replicas, see `replica_name`), looked up
+    in this process's namespace, then in `RAY_NAMESPACE`; [] if there is none.
 
     A process not connected to Ray yet (a reward runner's worker process, spawned by a Ray actor, is
     not) joins the cluster that `ray.init(address="auto")` finds: $RAY_ADDRESS, else this node's.
@@ -447,22 +458,34 @@ def named_actor(name: str) -> Any | None:
         try:
             ray.init(address="auto", log_to_driver=False)
         except ConnectionError:  # no cluster to join, hence no actor of that name
-            return None
+            return []
     # Cached per Ray job: a lookup is a GCS round trip, and a new ray.init must not reuse dead handles.
     key = f"{ray.get_runtime_context().get_job_id()}/{name}"
+    if key not in _ACTORS:
+        replicas: list[Any] = []
+        while (actor := _get_actor(replica_name(name, len(replicas)))) is not None:
+            replicas.append(actor)
+        if not replicas:
+            return []  # not cached: the driver may still be creating it
+        _ACTORS[key] = replicas
+    return _ACTORS[key]
+
+
+def _get_actor(name: str) -> Any | None:
+    import ray
+
     for namespace in (None, RAY_NAMESPACE):
-        if key in _ACTORS:
-            break
         try:
-            _ACTORS[key] = ray.get_actor(name, namespace=namespace)
+            return ray.get_actor(name, namespace=namespace)
         except ValueError:  # ray.get_actor's way of saying "no actor has that name"
             pass
-    return _ACTORS.get(key)
+    return None
 
 
 def cached_worker(make: Callable[..., Any], model: str, options: dict[str, Any]) -> Any:
-    """One in-process worker per (model, options): loading a model per call would dominate."""
-    key = (model, json.dumps(options, sort_keys=True, default=str))
+    """One in-process worker per (kind, model, options): loading a model per call would dominate. The kind
+    is part of the key: one folder can serve as both a judge and a reward model."""
+    key = (make.__qualname__, model, json.dumps(options, sort_keys=True, default=str))
     with _WORKERS_LOCK:
         if key not in _WORKERS:
             _WORKERS[key] = make(model, **options)
@@ -485,25 +508,28 @@ def judge_endpoint(judge: str, judge_model: str | None,
     """`judge` as a callable (question, reference, response) -> awaitable Verdict.
 
     A URL or an existing folder gets a cached in-process `JudgeWorker`; any other name must be a named
-    Ray actor (created by the driver with that name, in `RAY_NAMESPACE`; see `named_actor`).
+    Ray actor (created by the driver with that name, in `RAY_NAMESPACE`; replicas `judge-1`, ... share
+    the calls; see `named_actors`).
     """
     if judge.startswith(("http://", "https://")) or Path(judge).is_dir():
         served = {"served_model": judge_model} if judge_model else {}
         return cached_worker(JudgeWorker, judge, options | served).judge
-    actor = named_actor(judge)
-    if actor is None:
+    actors = named_actors(judge)
+    if not actors:
         raise ValueError(f"judge {judge!r} is not an http(s):// URL, not an existing model folder, and not a "
                          "named Ray actor in a reachable Ray cluster. Start a JudgeWorker actor with that name (ray.remote("
                          "JudgeWorker).options(name=..., namespace=RAY_NAMESPACE)), or pass a URL or a model folder.")
     if options or judge_model:
         raise ValueError(f"judge_options/judge_model configure a judge this process creates, but {judge!r} is a "
                          "Ray actor: set them where the actor is created.")
-    return lambda question, reference, response: actor.judge.remote(question, reference, response)
+    # Each call picks a replica at random: callers are many independent processes, so this spreads
+    # the load evenly without any shared state.
+    return lambda question, reference, response: random.choice(actors).judge.remote(question, reference, response)
 
 
 @reward_spec(required=("answer",))
 async def judge_reward(completion: str, *, question: str | None = None, prompt: Any = None,
-                       reference: Any = None, answer: Any = None, judge: str = "rl-judge",
+                       reference: Any = None, answer: Any = None, judge: str = JUDGE_ACTOR,
                        judge_model: str | None = None, judge_options: dict[str, Any] | None = None,
                        **row: Any) -> RewardResult:
     """Judge `completion` against the reference answer; score in [0, 1].

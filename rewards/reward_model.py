@@ -18,6 +18,7 @@ The reward is `reward_model_reward` (built-in name "reward_model").
 from __future__ import annotations
 
 import math
+import random
 import threading
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal, Sequence
@@ -25,11 +26,14 @@ from typing import Any, Awaitable, Callable, Literal, Sequence
 import torch
 
 from rewards.base import RewardResult, reward_spec
-from rewards.judge import AsyncBatcher, cached_worker, load_tokenizer, named_actor, pick_device_dtype
+from rewards.judge import AsyncBatcher, cached_worker, load_tokenizer, named_actors, pick_device_dtype
 
 Messages = list[dict[str, str]]
 Prompt = str | Messages
 Normalize = Literal["none", "sigmoid", "affine"]
+
+REWARD_MODEL_ACTOR = "rl-reward-model"
+"""Name of the reward-model actor that `rl train` creates (the `reward_model` reward's default `model`)."""
 
 
 def conversation(prompt: Prompt, response: str) -> Messages:
@@ -110,20 +114,20 @@ def model_endpoint(model: str, options: dict[str, Any]) -> Callable[[Prompt, str
     """A local folder gets a cached in-process worker; any other name must be a named Ray actor."""
     if Path(model).is_dir():
         return cached_worker(RewardModelWorker, model, options).score
-    actor = named_actor(model)
-    if actor is None:
+    actors = named_actors(model)
+    if not actors:
         raise ValueError(f"reward model {model!r} is not an existing model folder and not a named Ray actor in "
                          "a reachable Ray cluster. Start a RewardModelWorker actor with that name (ray.remote("
                          "RewardModelWorker).options(name=..., namespace=RAY_NAMESPACE)), or pass a model folder.")
     if options:
         raise ValueError(f"rm_options configure a reward model this process creates, but {model!r} is a Ray "
                          "actor: set them where the actor is created.")
-    return lambda prompt, response: actor.score.remote(prompt, response)
+    return lambda prompt, response: random.choice(actors).score.remote(prompt, response)  # spread over replicas
 
 
 @reward_spec()  # needs `prompt` OR `messages`, which a required-field tuple cannot say; checked below
 async def reward_model_reward(completion: str, *, prompt: Prompt | None = None, messages: Messages | None = None,
-                              model: str = "rl-reward-model", normalize: Normalize = "none", scale: float = 1.0,
+                              model: str = REWARD_MODEL_ACTOR, normalize: Normalize = "none", scale: float = 1.0,
                               shift: float = 0.0, rm_options: dict[str, Any] | None = None,
                               **row: Any) -> RewardResult:
     """Score `completion` as the answer to `prompt` with a scalar reward model.

@@ -15,8 +15,11 @@ string; `rewards.base.as_result`) gives None with "ExcType: message"; the first 
 (task, reward) is logged at WARNING on the "rewards" logger, later ones are only counted (`stats()`).
 
 The timeout is per reward call: a sample with k rewards may take up to k * timeout_s in total, but
-one hung component never costs the sample its other components. Workers resolve the rewards
-themselves from the (picklable) specs, so no function object crosses a process boundary.
+one hung component never costs the sample its other components. Model-based rewards (judge, reward
+model) get `model_timeout_s` instead: they wait for a shared model that batches every caller's
+requests, which takes seconds per call on a CPU. A `RewardSpec.timeout_s` overrides both. Workers
+resolve the rewards themselves from the (picklable) specs, so no function object crosses a process
+boundary.
 
 Agreement metric (a reward-hacking signal): when a task has a rule-based and a model-based reward
 (`RewardSpec.model_based`, or by default a name containing "judge" or "reward_model"), the first of
@@ -71,11 +74,17 @@ class RewardSpec:
     alias: str | None = None
     """Component and metric name; default: the name, or the function name of an import string."""
     model_based: bool | None = None
-    """Judge / reward model (for the agreement metric); None = guess from the name."""
+    """Judge / reward model (for the agreement metric and its timeout); None = guess from the name."""
+    timeout_s: float | None = None
+    """Per-call limit for this reward; None: the runner's `model_timeout_s` for model-based rewards, else
+    its `timeout_s`."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(float(self.weight)):
             raise ValueError(f"reward {self.name!r}: weight must be a finite number, got {self.weight!r}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ValueError(f"reward {self.name!r}: timeout_s must be > 0 (or null for the default), "
+                             f"got {self.timeout_s!r}")
 
     @property
     def key(self) -> str:
@@ -233,11 +242,15 @@ def _close_live_runners() -> None:
 class RewardRunner:
     """Scores batches with each task's weighted rewards; see the module docstring."""
 
-    def __init__(self, specs: dict[str, list[RewardSpec]], timeout_s: float = 10.0, num_procs: int = 1):
-        if timeout_s <= 0 or num_procs < 1:
-            raise ValueError(f"need timeout_s > 0 and num_procs >= 1, got {timeout_s} and {num_procs}")
+    def __init__(self, specs: dict[str, list[RewardSpec]], timeout_s: float = 10.0, num_procs: int = 1,
+                 model_timeout_s: float | None = None):
+        model_timeout_s = timeout_s if model_timeout_s is None else model_timeout_s
+        if timeout_s <= 0 or model_timeout_s <= 0 or num_procs < 1:
+            raise ValueError(f"need timeout_s > 0, model_timeout_s > 0 and num_procs >= 1, got {timeout_s}, "
+                             f"{model_timeout_s} and {num_procs}")
         self.specs = {task: list(task_specs) for task, task_specs in specs.items()}
         self.timeout_s = timeout_s
+        self.model_timeout_s = model_timeout_s
         self._raw = self._validate_and_resolve()
         self._ctx = multiprocessing.get_context("spawn")
         self._procs = [_Proc(self._ctx, self.specs) for _ in range(num_procs)]
@@ -307,7 +320,14 @@ class RewardRunner:
             pending.appendleft(job)
             self._replace(slot)
             return
-        proc.job, proc.deadline = job, time.monotonic() + self.timeout_s
+        proc.job, proc.deadline = job, time.monotonic() + self._limit(job)
+
+    def _limit(self, job: _Job) -> float:
+        """The job's time limit: its spec's own, else the default for its kind (rule or model-based)."""
+        spec = self.specs[job.task][job.index]
+        if spec.timeout_s is not None:
+            return spec.timeout_s
+        return self.model_timeout_s if spec.is_model_based else self.timeout_s
 
     def _collect(self, outcomes: dict[int, _Outcome]) -> None:
         """Wait until a waiting worker replies, dies or reaches its deadline; handle what arrived."""
@@ -359,7 +379,7 @@ class RewardRunner:
                 raise RuntimeError(f"a reward worker did not start within {START_TIMEOUT_S:.0f} s "
                                    "(importing / resolving the rewards hangs?)")
             outcomes[proc.job.id] = _Outcome(None, {}, "timeout",
-                                             f"no result after {self.timeout_s} s; the process was killed")
+                                             f"no result after {self._limit(proc.job)} s; the process was killed")
             self._replace(slot)
 
     def _replace(self, slot: int) -> None:

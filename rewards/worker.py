@@ -8,10 +8,11 @@ an actor with the resources it wants (give it as many CPUs as it runs worker pro
     results = score_in_pool(workers, requests)        # list[ScoreResult], in the order of `requests`
     metrics = stats_in_pool(workers)                  # counters summed, agreement re-weighted
 
-Ray is imported inside the pool helpers only, so `rewards` stays importable without it.
+Ray is imported inside functions only, so `rewards` stays importable without it.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rewards.runner import RewardRunner, RewardSpec, ScoreRequest, ScoreResult
@@ -20,8 +21,16 @@ from rewards.runner import RewardRunner, RewardSpec, ScoreRequest, ScoreResult
 class RewardWorker:
     """Wraps a `RewardRunner`; its worker processes start with the actor and stop with `close()`."""
 
-    def __init__(self, specs: dict[str, list[RewardSpec]], timeout_s: float = 10.0, num_procs: int = 1):
-        self.runner = RewardRunner(specs, timeout_s=timeout_s, num_procs=num_procs)
+    def __init__(self, specs: dict[str, list[RewardSpec]], timeout_s: float = 10.0, num_procs: int = 1,
+                 model_timeout_s: float | None = None):
+        import ray
+
+        if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+            # The runner's processes join the cluster to call judge actors, with ray.init(address="auto"),
+            # which picks the newest cluster on the machine when several run; pin them to this actor's.
+            # (Only inside an actor: its process is ours to configure, a driver's is not.)
+            os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+        self.runner = RewardRunner(specs, timeout_s=timeout_s, num_procs=num_procs, model_timeout_s=model_timeout_s)
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         return self.runner.score(requests)

@@ -448,3 +448,18 @@ def test_leftovers_of_killed_runs_are_swept(tmp_path, monkeypatch):
         os.utime(directory, (time.time() - 7200, time.time() - 7200))
     sandbox._sweep_leftovers(None)
     assert not old.exists() and fresh.exists() and other.exists()
+
+
+def test_body_only_completion_keeps_its_indentation_after_thinking_is_removed():
+    """HumanEval completions are function bodies: stripping the answer would unindent the first line."""
+    from rewards.base import wants_raw_completion
+    from rewards.code import answer_text
+
+    fn = get_reward("code")
+    assert wants_raw_completion(fn)  # the runner must not strip the completion for this reward
+    assert answer_text("<think>\nplan\n</think>\n\n    return a + b\n") == "    return a + b"
+    assert answer_text("<think>\nstill thinking") == ""
+    row = {"prompt": 'def add(a, b):\n    """Sum."""\n', "entry_point": "add", "tests": ["assert add(1, 2) == 3"]}
+    assert fn("<think>\nplan\n</think>\n\n    return a + b\n", **row).score == 1.0
+    assert fn("<think>\nplan\n</think>\n\n    return a - b\n", **row).score == 0.0
+    assert fn("<think>\nplan, no answer yet", **row).score == 0.0

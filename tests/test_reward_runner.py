@@ -267,3 +267,25 @@ def test_ray_actor_pool_scores_in_order(rw, ray_local):
     stats = stats_in_pool(workers)
     assert stats["reward_calls/t/exact"] == 8 and stats["reward_timeouts/t/hang"] == 1
     ray_local.get([w.close.remote() for w in workers])
+
+
+def test_model_based_and_per_reward_timeouts(rw):
+    """Model-based rewards (by name or flag) get model_timeout_s; a spec's own timeout_s wins over both."""
+    hang = {"kwargs": {"pid_file": os.devnull}}
+    specs = {"t": [RewardSpec(rw("hang"), alias="rule", **hang),
+                   RewardSpec(rw("hang"), alias="judge_like", model_based=True, **hang),
+                   RewardSpec(rw("hang"), alias="own", timeout_s=0.5, model_based=True, **hang)]}
+    with RewardRunner(specs, timeout_s=0.5, model_timeout_s=3.0) as runner:
+        assert [runner._limit(job) for job in runner._make_jobs([req()])] == [0.5, 3.0, 0.5]
+        start = time.monotonic()
+        result = runner.score([req(hang=True)])[0]
+        elapsed = time.monotonic() - start
+    assert result.errors == {"rule": "timeout", "judge_like": "timeout", "own": "timeout"}
+    assert 4.0 <= elapsed < 4.0 + 30  # 0.5 + 3.0 + 0.5 s of waiting, plus three process restarts
+    with pytest.raises(ValueError, match="timeout_s must be > 0"):
+        RewardSpec("math", timeout_s=0)
+    with pytest.raises(ValueError, match="model_timeout_s > 0"):
+        RewardRunner({"t": [RewardSpec("math")]}, model_timeout_s=-1)
+    # Without model_timeout_s, model-based rewards share timeout_s.
+    with RewardRunner({"t": [RewardSpec(rw("fake_judge"), kwargs={"judge": 1.0})]}, timeout_s=2.0) as runner:
+        assert runner._limit(runner._make_jobs([req()])[0]) == 2.0 and runner.specs["t"][0].is_model_based
