@@ -62,8 +62,12 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
 
     if extra:
         raise SystemExit(f"rl score: unexpected arguments {extra}")
-    row: dict[str, Any] = json.loads(args.row)
-    fn = get_reward(args.reward, **json.loads(args.kwargs))
+    row, kwargs = _json_object(args.row, "--row"), _json_object(args.kwargs, "--kwargs")
+    try:
+        fn = get_reward(args.reward, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:  # a failed lookup: the message lists the accepted forms
+        print(f"rl score: error: {exc}", file=sys.stderr)
+        return 2
     completion = args.completion if wants_raw_completion(fn) else split_thinking(args.completion)[1]
     value = fn(completion, **row)
     if inspect.isawaitable(value):
@@ -71,6 +75,16 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
     result = as_result(value, args.reward)
     print(json.dumps({"reward": args.reward, "score": result.score, "details": result.details}, indent=2, default=str))
     return 0
+
+
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"rl score: {flag} is not valid JSON ({exc}); e.g. {flag} '{{\"answer\": \"3/4\"}}'")
+    if not isinstance(value, dict):
+        raise SystemExit(f"rl score: {flag} must be a JSON object of fields, got {type(value).__name__}")
+    return value
 
 
 def cmd_models(args: argparse.Namespace, extra: list[str]) -> int:

@@ -1,0 +1,61 @@
+"""`rl score` end to end: the installed console script in a subprocess, as a user runs it.
+
+    .venv/bin/python -m pytest tests/test_cli_score.py -q
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rewards.registry import BUILTIN_REWARDS
+
+RL = str(Path(sys.executable).with_name("rl"))  # the console script next to this interpreter (.venv/bin/rl)
+USER_REWARDS = Path(__file__).parent / "data" / "user_rewards.py"
+
+
+def rl_score(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([RL, "score", *args], capture_output=True, text=True, timeout=120)
+
+
+def printed(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_math_score_and_details_are_printed():
+    # The shell form from the README: '\\boxed{3/4}' reaches the program with two backslashes.
+    out = printed(rl_score("--reward", "math", "--completion", "\\\\boxed{3/4}", "--row", '{"answer": "0.75"}'))
+    assert out["reward"] == "math" and out["score"] == 1.0
+    assert out["details"]["parsed"] == "3/4" and float(out["details"]["gold"]) == 0.75
+    # Negative case, and the think block is removed before scoring (the answer after it counts).
+    wrong = printed(rl_score("--reward", "math", "--completion", "<think>\\boxed{3/4}</think> so \\boxed{2/3}",
+                             "--row", '{"answer": "0.75"}'))
+    assert wrong["score"] == 0.0 and wrong["details"]["parsed"] == "2/3"
+
+
+def test_import_string_reward_with_kwargs():
+    out = printed(rl_score("--reward", f"{USER_REWARDS}:char_count", "--completion", "x" * 30))
+    assert out["score"] == 0.3
+    completion = "<think>\nhm\n</think>\n\nshort answer"
+    assert printed(rl_score("--reward", "format", "--completion", completion))["score"] == 1.0
+    out = printed(rl_score("--reward", "format", "--completion", completion, "--kwargs", '{"max_answer_chars": 5}'))
+    assert out["score"] == 0.0  # the answer is longer than the bound kwarg allows
+
+
+def test_failed_lookup_lists_builtins_and_accepted_forms():
+    proc = rl_score("--reward", "maths", "--completion", "x")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "unknown reward 'maths'" in proc.stderr and "Traceback" not in proc.stderr
+    assert all(repr(name) in proc.stderr for name in BUILTIN_REWARDS)
+    assert "'package.module:function'" in proc.stderr and "'path/to/file.py:function'" in proc.stderr
+    proc = rl_score("--reward", "no/such/file.py:score", "--completion", "x")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_bad_row_json_is_named():
+    proc = rl_score("--reward", "math", "--completion", "x", "--row", "{answer: 1}")
+    assert proc.returncode != 0 and "--row is not valid JSON" in proc.stderr
+    proc = rl_score("--reward", "math", "--completion", "x", "--row", "[1]")
+    assert proc.returncode != 0 and "--row must be a JSON object" in proc.stderr
