@@ -111,8 +111,70 @@ class RewardWorkersConfig:
     """Logical CPUs Ray reserves per reward worker."""
     timeout_s: float = 10.0
     """Per-sample, per-reward wall-clock limit; a sample that exceeds it scores None (counted)."""
+    model_timeout_s: float = 120.0
+    """The same limit for model-based rewards (judge, reward_model): a call waits for the shared model,
+    which batches all callers' requests; on 2 CPU cores a SmolLM2-135M judge takes ~2-4 s per
+    200-token prompt and ~13 s per batch of 8. A task's reward entry may set its own `timeout_s`."""
     resources: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources per reward worker."""
+
+
+@dataclass
+class JudgeConfig:
+    """The judge LLM behind the `judge` reward (rewards/judge.py), served as Ray actor "rl-judge"."""
+
+    model: str | None = "packaged:smollm2-135m-instruct"
+    """HF model folder, `packaged:<name>`, an http(s):// URL of an OpenAI-compatible server (vLLM), or
+    null for no judge. The actor is created only when a task lists the `judge` reward (or `force`)."""
+    force: bool = False
+    """Create the judge even when no task lists `judge` (for user rewards that call it themselves)."""
+    num_workers: int = 1
+    """Judge actors (replicas named rl-judge, rl-judge-1, ...); each reward call picks one at random."""
+    cpus_per_worker: float = 1
+    """Logical CPUs Ray reserves per judge actor."""
+    gpus_per_worker: float = 0
+    """GPUs per judge actor (0 for a URL judge: the server holds the model)."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources per judge actor."""
+    threads: int = 0
+    """torch threads inside the actor (0: all cores of the node; it runs while rollouts wait)."""
+    max_concurrency: int = 256
+    """Reward calls one actor accepts at once; its batcher merges them into micro-batches."""
+    mode: Literal["yes_no", "grade"] = "yes_no"
+    """yes_no: score = P(YES) from the verdict logits; grade: the judge writes a 0-10 grade."""
+    micro_batch_size: int = 8
+    """Prompts per forward pass (local model) or per /v1/completions request (URL)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Other `JudgeOptions` fields (rewards/judge.py), e.g. {max_wait_ms: 50, api: chat, served_model: qwen3}."""
+
+
+@dataclass
+class RewardModelConfig:
+    """The scalar reward model behind the `reward_model` reward, served as Ray actor "rl-reward-model"."""
+
+    model: str | None = None
+    """HF folder of a sequence-classification model with one label (or `packaged:<name>`); null: none.
+    The actor is created only when a task lists the `reward_model` reward (or `force`)."""
+    force: bool = False
+    """Create the reward model even when no task lists `reward_model`."""
+    num_workers: int = 1
+    """Reward-model actors (replicas named rl-reward-model, rl-reward-model-1, ...)."""
+    cpus_per_worker: float = 1
+    """Logical CPUs Ray reserves per actor."""
+    gpus_per_worker: float = 0
+    """GPUs per actor."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources per actor."""
+    threads: int = 0
+    """torch threads inside the actor (0: all cores of the node)."""
+    max_concurrency: int = 256
+    """Reward calls one actor accepts at once; its batcher merges them into micro-batches."""
+    micro_batch_size: int = 8
+    """Conversations per forward pass."""
+    max_length: int = 4096
+    """Conversations longer than this many tokens are cut at the end."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Other `RewardModelWorker` keyword arguments, e.g. {max_wait_ms: 50, dtype: bfloat16}."""
 
 
 @dataclass
@@ -231,6 +293,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardWorkersConfig = field(default_factory=RewardWorkersConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -256,13 +320,18 @@ def validate(cfg: TrainConfig) -> None:
                 "rollout.prompts_per_step": r.prompts_per_step, "rollout.max_new_tokens": r.max_new_tokens,
                 "rollout.num_workers": r.num_workers, "learner.num_workers": lrn.num_workers,
                 "learner.micro_batch_size": lrn.micro_batch_size, "learner.mini_batches": lrn.mini_batches,
-                "learner.epochs": lrn.epochs, "reward.num_workers": cfg.reward.num_workers}
+                "learner.epochs": lrn.epochs, "reward.num_workers": cfg.reward.num_workers,
+                "judge.num_workers": cfg.judge.num_workers, "reward_model.num_workers": cfg.reward_model.num_workers,
+                "judge.max_concurrency": cfg.judge.max_concurrency,
+                "reward_model.max_concurrency": cfg.reward_model.max_concurrency}
     for name, value in positive.items():
         if value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")
     if r.group_size < 2:
         raise ConfigError(f"rollout.group_size={r.group_size}: GRPO needs >= 2 samples per prompt to "
                           "compare them; set rollout.group_size to 2 or more")
+    if cfg.reward.timeout_s <= 0 or cfg.reward.model_timeout_s <= 0:
+        raise ConfigError("reward.timeout_s and reward.model_timeout_s must be > 0 seconds")
     if r.temperature <= 0:
         raise ConfigError(f"rollout.temperature must be > 0 (GRPO needs sampling), got {r.temperature}")
     per_rank = cfg.samples_per_step / (lrn.mini_batches * lrn.num_workers)
