@@ -100,33 +100,46 @@ def build_fusion_data(cfg: TrainConfig, out: Path, *, prompts: int, threshold: f
     try:
         rollout_workers = create_rollout_workers(cfg, model_path)
         reward_workers = create_reward_workers(cfg, list(tasks.values()))
-        with open(out, "w") as f:
+        tmp = out.with_suffix(out.suffix + ".tmp")  # renamed when complete: a killed run leaves no half file
+        with open(tmp, "w") as f:
             for step in range(math.ceil(prompts / cfg.rollout.prompts_per_step)):
                 requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer)
                 rollouts = generate(rollout_workers, requests)
                 completions = [prefix + r.text for prefix, r in zip(prefixes, rollouts)]
                 scored = score_in_pool(reward_workers, [ScoreRequest(c, row) for c, row in zip(completions, rows)])
-                kept_per_uid: Counter = Counter()
-                for req, row, completion, result in zip(requests, rows, completions, scored):
-                    mode = "think" if req.thinking else "no_think"
-                    stats.sampled[mode] += 1
-                    response, reason = select(completion, req.thinking, None if result.all_none else result.reward,
-                                              threshold, no_think_threshold)
-                    if response is not None and kept_per_uid[req.uid] >= per_prompt:
-                        response, reason = None, "per_prompt"
-                    if response is None:
-                        stats.rejected[f"{mode}/{reason}"] += 1
-                        continue
-                    kept_per_uid[req.uid] += 1
-                    stats.kept[mode] += 1
-                    messages = with_flag(tasks[req.task].messages(row, req.thinking), req.thinking)
-                    f.write(json.dumps({"messages": messages + [{"role": "assistant", "content": response}],
-                                        "task": req.task, "thinking": req.thinking, "reward": result.reward}) + "\n")
+                for kept in keep_samples(requests, rows, completions, scored, tasks, stats, threshold=threshold,
+                                         no_think_threshold=no_think_threshold, per_prompt=per_prompt):
+                    f.write(json.dumps(kept) + "\n")
                 log.info("fusion data: step %d, kept %s of %s", step + 1, dict(stats.kept), dict(stats.sampled))
+        tmp.replace(out)
     finally:
         if started_ray:
             ray.shutdown()
     return stats
+
+
+def keep_samples(requests: list, rows: list[dict[str, Any]], completions: list[str], scored: list, tasks: dict,
+                 stats: FusionStats, *, threshold: float, no_think_threshold: float | None, per_prompt: int
+                 ) -> list[dict[str, Any]]:
+    """The chat rows to write for one step's samples (see `select`), counting everything in `stats`."""
+    kept_per_uid: Counter = Counter()
+    kept = []
+    for req, row, completion, result in zip(requests, rows, completions, scored):
+        mode = "think" if req.thinking else "no_think"
+        stats.sampled[mode] += 1
+        response, reason = select(completion, req.thinking, None if result.all_none else result.reward,
+                                  threshold, no_think_threshold)
+        if response is not None and kept_per_uid[req.uid] >= per_prompt:
+            response, reason = None, "per_prompt"
+        if response is None:
+            stats.rejected[f"{mode}/{reason}"] += 1
+            continue
+        kept_per_uid[req.uid] += 1
+        stats.kept[mode] += 1
+        messages = with_flag(tasks[req.task].messages(row, req.thinking), req.thinking)
+        kept.append({"messages": messages + [{"role": "assistant", "content": response}], "task": req.task,
+                     "thinking": req.thinking, "reward": result.reward})
+    return kept
 
 
 # ------------------------------------------------------------------------------- procedural arithmetic

@@ -52,6 +52,31 @@ def test_with_flag(content, thinking, expected):
     assert messages[0]["content"] == content      # the task's row is not modified
 
 
+def test_keep_samples_caps_per_prompt_counts_and_flags_the_user_turn():
+    from envs.tasks import load_task
+    from rewards.runner import ScoreResult
+    from rl.config import TaskConfig
+    from rl.fusion_data import FusionStats, keep_samples
+    from rl.types import RolloutRequest
+
+    task = load_task(TaskConfig(name="arithmetic", size=10, eval_size=2), 0)
+    row = task.train[0]
+    modes = [False, False, False, True, True]
+    requests = [RolloutRequest(uid="1-0" if not m else "1-1", task="arithmetic", prompt_ids=[1], max_new_tokens=8,
+                               thinking=m) for m in modes]
+    completions = [EMPTY_THINK + "4"] * 3 + [THOUGHT, "<think>\nunfinished"]
+    scored = [ScoreResult(1.0, {}, {}, False, {}) for _ in modes]
+    stats = FusionStats()
+    kept = keep_samples(requests, [row] * 5, completions, scored, {"arithmetic": task}, stats, threshold=1.0,
+                        no_think_threshold=None, per_prompt=2)
+    assert [k["thinking"] for k in kept] == [False, False, True]
+    assert stats.as_dict() == {"sampled": {"no_think": 3, "think": 2}, "kept": {"no_think": 2, "think": 1},
+                               "rejected": {"no_think/per_prompt": 1, "think/malformed_unclosed": 1}}
+    assert kept[0]["messages"][-2] == {"role": "user", "content": row["prompt"] + " /no_think"}
+    assert kept[2]["messages"][-2] == {"role": "user", "content": row["prompt"]}   # no flag: thinking
+    assert kept[2]["messages"][-1] == {"role": "assistant", "content": THOUGHT}
+
+
 @pytest.mark.slow
 def test_build_fusion_data_on_the_tiny_model(tiny_model: Path, tmp_path: Path):
     from transformers import AutoTokenizer
