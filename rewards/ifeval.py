@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
+import threading
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -151,6 +153,42 @@ def _check_row(instruction_id_list: Any, kwargs: Any) -> None:
             raise ValueError(f"ifeval: kwargs[{index}] for {instruction_id!r} lacks a value for "
                              f"{sorted(expected - given)} (None, 0 and '' count as missing, as in the "
                              "reference, which would then draw a random value); set it in the row")
+        _raise_on_random_draw(cls, instruction_id, {key: value for key, value in args.items() if value}, index)
+
+
+class _RandomDrawn(ValueError):
+    pass
+
+
+class _NoRandom:
+    """Stands in for the `random` module of lm-eval's checkers while a row's arguments are checked."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise _RandomDrawn(name)
+
+
+_CHECK_LOCK = threading.Lock()
+
+
+def _raise_on_random_draw(cls: type, instruction_id: str, args: dict[str, Any], index: int) -> None:
+    """Raise when the reference would replace a given argument by a random one.
+
+    Besides missing values, the reference draws at random for invalid ones (a `letter` that is not
+    a-z, as two rows of IFEval's own data have; a negative count; `nth_paragraph` beyond
+    `num_paragraphs`), each class with its own condition. Running its `build_description` with its
+    `random` module swapped out catches every such case exactly, without copying those conditions.
+    """
+    module = sys.modules[cls.__module__]
+    with _CHECK_LOCK:  # the swap is module-global; callers in other threads must not see it
+        real, module.random = module.random, _NoRandom()
+        try:
+            cls(instruction_id).build_description(**args)
+        except _RandomDrawn:
+            raise ValueError(f"ifeval: kwargs[{index}] for {instruction_id!r} = {args} holds a value the reference "
+                             "rejects (e.g. a letter that is not a-z, a negative number), so it would draw a "
+                             "random one and the score would be a coin flip; fix the row") from None
+        finally:
+            module.random = real
 
 
 @reward_spec(required=("instruction_id_list", "kwargs"))

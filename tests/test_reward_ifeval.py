@@ -273,3 +273,22 @@ def test_a_fresh_process_without_nltk_data_scores_sentences_offline(tmp_path):
     assert "Error loading" not in out.stderr  # no download was attempted
     written = tmp_path / "cache" / "qwen3-rl" / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
     assert installed == "True" or written.is_dir()  # a machine with NLTK data uses that instead
+
+
+@pytest.mark.parametrize("instruction_id, kwargs", [
+    # Two rows of IFEval's own input_data.jsonl (keys 1122 and 1129) ask for a non-letter "letter".
+    ("keywords:letter_frequency", {"letter": "#", "let_frequency": 4, "let_relation": "at least"}),
+    ("keywords:letter_frequency", {"letter": "a", "let_frequency": -1, "let_relation": "at least"}),
+    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 3, "first_word": "so"}),
+])
+def test_values_the_reference_would_replace_at_random_raise(instruction_id, kwargs):
+    """The reference draws a random argument for invalid values too, not only for missing ones:
+    scoring such a row would be a coin flip, so it is a data error that names the row's kwargs."""
+    import random
+
+    import lm_eval.tasks.ifeval.instructions as reference
+    with pytest.raises(ValueError, match="would draw a random one"):
+        ifeval_reward("so it goes", instruction_id_list=[instruction_id], kwargs=[kwargs])
+    assert reference.random is random  # the check put the reference's own module back
+    valid = dict(kwargs, letter="a", let_frequency=1) if "letter" in kwargs else dict(kwargs, nth_paragraph=1)
+    assert ifeval_reward("so a\n\nb", instruction_id_list=[instruction_id], kwargs=[valid]).score == 1.0
