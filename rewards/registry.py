@@ -29,6 +29,15 @@ BUILTIN_REWARDS: dict[str, str] = {
     "reasoning_gym": "rewards.puzzles:reasoning_gym_reward",
     "judge": "rewards.judge:judge_reward",
     "reward_model": "rewards.reward_model:reward_model_reward",
+    "env": "rewards.env:env_reward",
+    "length": "rewards.length:length_reward",
+    "overlong": "rewards.length:overlong_reward",
+    "json_schema": "rewards.structured:json_schema_reward",
+    "rag": "rewards.rag:rag_reward",
+    "premise": "rewards.premise:premise_reward",
+    "language": "rewards.language:language_reward",
+    "translation": "rewards.language:translation_reward",
+    "choice": "rewards.choice:choice_reward",
 }
 
 ACCEPTED_FORMS = ("a built-in name", "'package.module:function'", "'path/to/file.py:function'")
