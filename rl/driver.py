@@ -13,6 +13,8 @@ One step, top to bottom (each phase is timed as time/<phase>):
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import os
 import shutil
@@ -25,7 +27,7 @@ import torch
 from envs.tasks import Task, load_task
 from rewards.runner import RewardSpec, ScoreRequest
 from rl import checkpoint, grpo
-from rl.config import ConfigError, TrainConfig, save_config, to_dict
+from rl.config import ConfigError, JudgeConfig, RewardModelConfig, TrainConfig, save_config, to_dict
 from rl.data import TaskMix
 from rl.metrics import RunLogger, rollout_metrics, write_rollouts
 from rl.models import resolve_model_path
@@ -46,14 +48,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or model_path)
     tasks = [load_task(t, cfg.run.seed) for t in cfg.data.tasks]
     check_prompt_lengths(tasks, tokenizer, cfg.rollout.max_prompt_tokens)
+    judge_models = plan_judges(cfg, tasks)
     start_step, resume_from, run_id = prepare_run_dir(out, cfg, resume)
     mix = TaskMix(tasks, cfg.run.seed)
 
-    # 2. The cluster and the actor groups, in order: learner, rollout, reward.
-    started_ray = init_ray(cfg)
+    # 2. The cluster and the actor groups, in order: learner, rollout, judges (if used), reward.
+    started_ray = init_ray(cfg, list(judge_models))
     try:
         learners = create_learners(cfg, model_path)
         rollout_workers = create_rollout_workers(cfg, model_path)
+        # Named actors that the rewards find by name; held here, since Ray frees an actor without handles.
+        judges = create_judges(cfg, judge_models) if judge_models else []
         reward_workers = create_reward_workers(cfg, tasks)
         sync_dtype = ray.get(rollout_workers[0].weight_dtype.remote())
         if resume_from is not None:
@@ -238,8 +243,9 @@ def _truncate_metrics(path: Path, keep_through: int) -> None:
     path.write_text("".join(ln + "\n" for ln in lines))
 
 
-def init_ray(cfg: TrainConfig) -> bool:
-    """Join the cluster at cluster.address / $RAY_ADDRESS, or start a local one; True if we started it."""
+def init_ray(cfg: TrainConfig, judge_roles: list[str] | None = None) -> bool:
+    """Join the cluster at cluster.address / $RAY_ADDRESS, or start a local one; True if we started it.
+    `judge_roles` ("judge", "reward_model") are the model-reward actors the local cluster must fit too."""
     import ray
 
     if ray.is_initialized():
@@ -250,6 +256,9 @@ def init_ray(cfg: TrainConfig) -> bool:
         return True
     wanted = (cfg.rollout.num_workers * cfg.rollout.cpus_per_worker + cfg.learner.num_workers * cfg.learner.cpus_per_worker
               + cfg.reward.num_workers * cfg.reward.cpus_per_worker)
+    for role in judge_roles or []:
+        section = judge_section(cfg, role)
+        wanted += section.num_workers * section.cpus_per_worker
     num_cpus = cfg.cluster.num_cpus or max(int(wanted + 0.999), os.cpu_count() or 1)
     ray.init(num_cpus=num_cpus, num_gpus=cfg.cluster.num_gpus, include_dashboard=False, log_to_driver=True)
     return True
@@ -331,7 +340,8 @@ def create_reward_workers(cfg: TrainConfig, tasks: list[Task]) -> list:
     pg = placement("reward", rw.num_workers, rw.cpus_per_worker, 0, rw.resources, cfg.cluster.placement_strategy)
     actor = ray.remote(RewardWorker)
     workers = [actor.options(**_options(pg, i, rw.cpus_per_worker, 0, actor_env(1)))
-               .remote(specs, timeout_s=rw.timeout_s, num_procs=rw.procs_per_worker) for i in range(rw.num_workers)]
+               .remote(specs, timeout_s=rw.timeout_s, num_procs=rw.procs_per_worker, model_timeout_s=rw.model_timeout_s)
+               for i in range(rw.num_workers)]
     ray.get([w.stats.remote() for w in workers])
     return workers
 
@@ -340,6 +350,94 @@ def _absolute_paths(spec: RewardSpec) -> RewardSpec:
     """`path/file.py:fn` is relative to where `rl train` runs; actors run elsewhere, so make it absolute."""
     module, sep, attr = spec.name.rpartition(":")
     if sep and module.endswith(".py"):
-        return RewardSpec(f"{Path(module).resolve()}:{attr}", spec.weight, spec.kwargs, spec.alias or attr,
-                          spec.model_based)
+        return dataclasses.replace(spec, name=f"{Path(module).resolve()}:{attr}", alias=spec.alias or attr)
     return spec
+
+
+# ------------------------------------------------------------------------- judge and reward-model actors
+JUDGE_ROLES = {"judge": "judge", "reward_model": "model"}
+"""Built-in model-based reward -> its keyword naming the actor to call (rewards/judge.py, reward_model.py)."""
+
+
+def judge_section(cfg: TrainConfig, role: str) -> JudgeConfig | RewardModelConfig:
+    return {"judge": cfg.judge, "reward_model": cfg.reward_model}[role]
+
+
+def plan_judges(cfg: TrainConfig, tasks: list[Task]) -> dict[str, str]:
+    """{role: resolved model} for the judge / reward-model actors this run needs, checked before any
+    actor starts. A role is needed when a task lists its built-in reward calling the default actor
+    (not a URL or folder of its own), or when its section sets `force`."""
+    from rewards.judge import JUDGE_ACTOR, JudgeOptions
+    from rewards.reward_model import REWARD_MODEL_ACTOR, RewardModelWorker
+
+    actor_names = {"judge": JUDGE_ACTOR, "reward_model": REWARD_MODEL_ACTOR}
+    models = {}
+    for role, kwarg in JUDGE_ROLES.items():
+        section = judge_section(cfg, role)
+        users = sorted({t.name for t in tasks for s in t.rewards
+                        if s.name == role and s.kwargs.get(kwarg, actor_names[role]) == actor_names[role]})
+        if not users and not section.force:
+            continue
+        if section.model is None:
+            why = f"task(s) {users} use the {role!r} reward" if users else f"{role}.force is true"
+            url = ", or an http(s):// URL of an OpenAI-compatible server" if role == "judge" else ""
+            raise ConfigError(f"{why}, which needs the {actor_names[role]!r} actor, but {role}.model is null; "
+                              f"set {role}.model to a model folder or packaged:<name> (see `rl models`){url}")
+        try:
+            if role == "judge":
+                JudgeOptions(**judge_kwargs(cfg, role))
+            else:
+                inspect.signature(RewardModelWorker).bind("model", **judge_kwargs(cfg, role))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{role}.options: {exc}") from None
+        url = section.model.startswith(("http://", "https://"))
+        models[role] = section.model if url else resolve_model_path(section.model)
+    return models
+
+
+def judge_kwargs(cfg: TrainConfig, role: str) -> dict[str, Any]:
+    """Constructor keywords of the role's worker class (JudgeWorker / RewardModelWorker)."""
+    if role == "judge":
+        jc = cfg.judge
+        return {"mode": jc.mode, "micro_batch_size": jc.micro_batch_size, **jc.options}
+    rc = cfg.reward_model
+    return {"micro_batch_size": rc.micro_batch_size, "max_length": rc.max_length, **rc.options}
+
+
+def create_judges(cfg: TrainConfig, models: dict[str, str]) -> list:
+    """The judge / reward-model actors, named as the rewards look them up (rewards/judge.py): "rl-judge"
+    and "rl-reward-model" (replicas "-1", "-2", ...) in `RAY_NAMESPACE`, each taking up to
+    `max_concurrency` calls at once so that its batcher can merge them."""
+    import ray
+
+    from rewards.judge import JUDGE_ACTOR, RAY_NAMESPACE, JudgeWorker, replica_name
+    from rewards.reward_model import REWARD_MODEL_ACTOR, RewardModelWorker
+
+    kinds = {"judge": (JudgeWorker, JUDGE_ACTOR), "reward_model": (RewardModelWorker, REWARD_MODEL_ACTOR)}
+    for role in models:
+        for i in range(judge_section(cfg, role).num_workers):
+            _check_name_free(replica_name(kinds[role][1], i), RAY_NAMESPACE)
+    actors = []
+    for role, model in models.items():
+        section, (cls, name) = judge_section(cfg, role), kinds[role]
+        pg = placement(role, section.num_workers, section.cpus_per_worker, section.gpus_per_worker,
+                       section.resources, cfg.cluster.placement_strategy)
+        for i in range(section.num_workers):
+            options = _options(pg, i, section.cpus_per_worker, section.gpus_per_worker, actor_env(section.threads))
+            options |= {"name": replica_name(name, i), "namespace": RAY_NAMESPACE,
+                        "max_concurrency": section.max_concurrency}
+            actors.append(ray.remote(cls).options(**options).remote(model, **judge_kwargs(cfg, role)))
+    ray.get([a.score_batch.remote([]) for a in actors])  # surface start-up errors (a bad model path) here
+    return actors
+
+
+def _check_name_free(name: str, namespace: str) -> None:
+    """Fail before creating anything when another run on this cluster already serves `name`."""
+    import ray
+
+    try:
+        ray.get_actor(name, namespace=namespace)
+    except ValueError:  # no actor of that name: free
+        return
+    raise RuntimeError(f"Ray actor {name!r} already exists in namespace {namespace!r}: another run on this "
+                       "cluster holds that name. Wait for it to finish, or give this run its own cluster")
