@@ -10,15 +10,18 @@ a row missing a field its rewards require fails with the file and row number.
 """
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from envs.base import absolute_env_name, env_prompt, get_env
 from rewards.base import required_fields
 from rewards.registry import get_reward, load_object
 from rewards.runner import RewardSpec
 from rl.config import ConfigError, TaskConfig
+from rl.thinking import wants_thinking
 
 Row = dict[str, Any]
 Generator = Callable[[int, int, dict[str, Any]], list[Row]]
@@ -36,10 +39,49 @@ class TaskSpec:
     system_prompt: str | None = None
     source: str = "procedural"
     """Where the data comes from, for `rl tasks` (e.g. "reasoning-gym:knights_knaves")."""
+    reference: Callable[[Row], str] | None = None
+    """A completion that earns full marks on a row (shown by `rl tasks show`, checked by the tests);
+    None: the row's `answer`."""
+    success_threshold: float = 1.0
+    """A sample counts as solved (accuracy, pass@k) when the first reward is at least this."""
+    thinking_from_flags: bool = False
+    """Rows carry /think or /no_think flags; each prompt's mode is what its dialog asks."""
+    max_rows: int | None = None
+    """Distinct rows the source holds (a data file's length); None: generated, unbounded."""
+    env: str | None = None
+    """Agent environment the task runs in (an `envs.get_env` name); None: single-turn."""
 
 
 BUILTIN_TASKS: dict[str, str] = {
     "arithmetic": "envs.builtin.arithmetic:ARITHMETIC",
+    "math_word": "envs.builtin.math:MATH_WORD",
+    "competition_math": "envs.builtin.math:COMPETITION_MATH",
+    "code_function": "envs.builtin.code:CODE_FUNCTION",
+    "code_stdio": "envs.builtin.code:CODE_STDIO",
+    "zebra_logic": "envs.builtin.puzzles:ZEBRA_LOGIC",
+    "knights_knaves": "envs.builtin.puzzles:KNIGHTS_KNAVES",
+    "sudoku": "envs.builtin.puzzles:SUDOKU",
+    "graph_relations": "envs.builtin.puzzles:GRAPH_RELATIONS",
+    "cryptarithm": "envs.builtin.puzzles:CRYPTARITHM",
+    "countdown": "envs.builtin.puzzles:COUNTDOWN",
+    "sequences": "envs.builtin.puzzles:SEQUENCES",
+    "stem_mcq": "envs.builtin.stem:STEM_MCQ",
+    "ifeval": "envs.builtin.instructions:IFEVAL",
+    "length_control": "envs.builtin.instructions:LENGTH_CONTROL",
+    "json_output": "envs.builtin.instructions:JSON_OUTPUT",
+    "format_think": "envs.builtin.thinking:FORMAT_THINK",
+    "think_follow": "envs.builtin.thinking:THINK_FOLLOW",
+    "function_call": "envs.builtin.tools:FUNCTION_CALL",
+    "rag": "envs.builtin.rag:RAG",
+    "counterfactual": "envs.builtin.knowledge:COUNTERFACTUAL",
+    "open_qa": "envs.builtin.knowledge:OPEN_QA",
+    "multilingual": "envs.builtin.language:MULTILINGUAL",
+    "translation": "envs.builtin.language:TRANSLATION",
+    "open_writing": "envs.builtin.writing:OPEN_WRITING",
+    "agent_python": "envs.agents.python:TASK",
+    "agent_search": "envs.agents.search:TASK",
+    "agent_game": "envs.agents.game:TASK",
+    "agent_store": "envs.agents.store:TASK",
 }
 
 
@@ -54,17 +96,42 @@ class Task:
     system_prompt: str | None = None
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    success_threshold: float = 1.0
+    """The first reward at or above this counts as solved (accuracy, pass@k)."""
+    thinking_from_flags: bool = False
+    """Each prompt's mode comes from its dialog's /think and /no_think flags, not from thinking_ratio."""
+    env: str | None = None
+    """Agent environment (built-in env name or absolute import string); None: single-turn."""
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def primary_reward(self) -> str:
+        """The component that decides accuracy and pass@k: the first reward of the task."""
+        return self.rewards[0].key
+
+    def row_mode(self, row: Row) -> bool | None:
+        """The mode a row's own flags fix (tasks with `thinking_from_flags`), else None (drawn by ratio)."""
+        if not self.thinking_from_flags:
+            return None
+        return wants_thinking(row["messages"] if "messages" in row else [{"role": "user", "content": row["prompt"]}])
+
+    def chat(self, row: Row, thinking: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """The messages and tool schemas a row's prompt is rendered from. Agent tasks start from their
+        env's `reset(row)` messages and `tools`; both kinds get the system prompt and think flags."""
+        if self.env is None:
+            return self.messages(row, thinking), None
+        messages, tools = env_prompt(self.env, row)
+        return self.messages({**row, "messages": messages}, thinking), tools
 
     def messages(self, row: Row, thinking: bool) -> list[dict[str, Any]]:
         """Chat messages for a row; mixed-mode tasks put the /think or /no_think flag on the user turn."""
         messages = [dict(m) for m in row["messages"]] if "messages" in row else [{"role": "user", "content": row["prompt"]}]
         if self.system_prompt and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": self.system_prompt})
-        if 0 < self.config.thinking_ratio < 1:
+        if 0 < self.config.thinking_ratio < 1 and not self.thinking_from_flags:
             last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
             flag = "/think" if thinking else "/no_think"
             messages[last_user]["content"] = f"{messages[last_user]['content']} {flag}"
@@ -89,6 +156,8 @@ def load_task(cfg: TaskConfig, seed: int) -> Task:
     if _is_file_or_hub(source):
         rows = _load_dataset_rows(source, cfg)
         rewards, system, where = cfg.rewards, cfg.system_prompt, source
+        threshold, from_flags = 1.0, False
+        env = cfg.env
         if not rewards:
             raise ConfigError(f"task {cfg.name!r} reads {source} but lists no rewards; add `rewards:` "
                               "(e.g. [{name: math}])")
@@ -99,13 +168,46 @@ def load_task(cfg: TaskConfig, seed: int) -> Task:
         rewards = cfg.rewards or spec.rewards
         system = cfg.system_prompt if cfg.system_prompt is not None else spec.system_prompt
         where = spec.source
+        threshold, from_flags = spec.success_threshold, spec.thinking_from_flags
+        env = cfg.env or spec.env
     rows = [{**row, "task": cfg.name} for row in rows]
     check_rows(rows, rewards, cfg.name, where)
     # a fixed shuffle before the split, so a file sorted by difficulty still gets a fair eval split
     random.Random(f"{seed}-{cfg.name}-split").shuffle(rows)
     eval_size = min(cfg.eval_size, len(rows) // 5)
-    return Task(config=cfg, train=rows[eval_size:][: cfg.size], eval=rows[:eval_size], rewards=rewards,
-                system_prompt=system, source=where)
+    train, held_out = held_out_split(rows, eval_size, cfg.size)
+    if not train:
+        raise ConfigError(f"task {cfg.name!r}: every train row is also in the eval split ({where}); "
+                          "add rows, lower eval_size, or set eval_size: 0")
+    if cfg.success_threshold is not None:
+        threshold = cfg.success_threshold
+    if cfg.thinking_from_flags is not None:
+        from_flags = cfg.thinking_from_flags
+    if env is not None:
+        env = absolute_env_name(env)
+        try:
+            get_env(env)  # a wrong name or import string fails here, not in a rollout worker
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            raise ConfigError(f"task {cfg.name!r}: env: {exc}") from None
+        if cfg.thinking_budget is not None:
+            raise ConfigError(f"task {cfg.name!r} runs in env {env!r}, and agent episodes do not apply a "
+                              "thinking budget; remove thinking_budget (rollout.max_new_tokens bounds all turns)")
+    return Task(config=cfg, train=train, eval=held_out, rewards=rewards,
+                system_prompt=system, source=where, success_threshold=threshold, thinking_from_flags=from_flags,
+                env=env)
+
+
+def held_out_split(rows: list[Row], eval_size: int, size: int) -> tuple[list[Row], list[Row]]:
+    """(train, eval): the first `eval_size` rows are the eval split, and train rows identical to an eval
+    row are dropped, so pass@k is measured on rows the policy never trained on (small procedural
+    spaces, such as one-digit arithmetic, draw the same row more than once)."""
+    held_out = rows[:eval_size]
+    seen = {_row_key(r) for r in held_out}
+    return [r for r in rows[eval_size:] if _row_key(r) not in seen][:size], held_out
+
+
+def _row_key(row: Row) -> str:
+    return json.dumps(row, sort_keys=True, default=str)
 
 
 def check_rows(rows: list[Row], rewards: list[RewardSpec], task: str, where: str) -> None:

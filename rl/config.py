@@ -41,6 +41,12 @@ class RunConfig:
     """Number of GRPO steps (one rollout batch + its updates each)."""
     seed: int = 0
     """Seeds data order, sampling and initialisation; a resumed run reproduces the same data order."""
+    eval_every: int = 0
+    """Evaluate on every task's eval split every N steps (and after the last step); 0: never."""
+    eval_samples: int = 4
+    """Samples per eval prompt (k of pass@k; pass@1 is estimated from the same samples)."""
+    eval_prompts: int = 16
+    """At most this many eval prompts per task per evaluation (the first of its eval split)."""
 
 
 @dataclass
@@ -53,6 +59,9 @@ class ClusterConfig:
     """GPUs of the local cluster (None: what Ray detects)."""
     placement_strategy: Literal["PACK", "SPREAD"] = "PACK"
     """How each role's placement group is laid out over nodes."""
+    max_actor_restarts: int = 3
+    """Times Ray restarts a dead rollout or reward actor (its in-flight work is retried; rl/fault.py).
+    Learners are not restarted: a learner failure ends the run at its last checkpoint."""
 
 
 @dataclass
@@ -240,6 +249,9 @@ class TaskConfig:
     None: the built-in of the same name."""
     weight: float = 1.0
     """Sampling weight in the task mix."""
+    weight_schedule: list[tuple[int, float]] = field(default_factory=list)
+    """Curriculum: [[step, weight], ...] points, linearly interpolated (held flat outside them); empty:
+    the constant `weight`."""
     rewards: list[RewardSpec] = field(default_factory=list)
     """Rewards and weights; empty: the built-in task's default rewards."""
     size: int = 1000
@@ -256,12 +268,40 @@ class TaskConfig:
     """Rename dataset columns to the fields this task's rewards need: {dataset_column: field}."""
     options: dict[str, Any] = field(default_factory=dict)
     """Task-specific options passed to the built-in generator (e.g. digits)."""
+    env: str | None = None
+    """Multi-turn agent environment: a built-in env name (python, search, guess_number, store), or
+    'pkg.module:Class' / 'path/to/file.py:Class' (docs/agents.md). None: the built-in task's env, else
+    single-turn. Its reward reaches the rewards as row["env_info"]["reward"] (use the `env` reward)."""
+    success_threshold: float | None = None
+    """The first reward at or above this counts as solved (accuracy, pass@k); None: the built-in's
+    default (1.0 for data files)."""
+    thinking_from_flags: bool | None = None
+    """Take each prompt's mode from the /think and /no_think flags in its row instead of thinking_ratio;
+    None: the built-in's default (False for data files)."""
+
+    def weight_at(self, step: int) -> float:
+        """The sampling weight at `step`: `weight_schedule` interpolated, or `weight`."""
+        points = self.weight_schedule
+        if not points:
+            return self.weight
+        if step <= points[0][0]:
+            return points[0][1]
+        for (s0, w0), (s1, w1) in zip(points, points[1:]):
+            if step <= s1:
+                return w0 + (w1 - w0) * (step - s0) / (s1 - s0)
+        return points[-1][1]
 
 
 @dataclass
 class DataConfig:
     tasks: list[TaskConfig] = field(default_factory=lambda: [TaskConfig(name="arithmetic")])
     """Task mix: each prompt's task is drawn by `weight`."""
+    dynamic_sampling: bool = False
+    """DAPO dynamic sampling: drop groups whose rewards all agree (no learning signal) and generate
+    more prompts to refill the batch."""
+    dynamic_sampling_rounds: int = 2
+    """Extra generation rounds per step at most; groups still missing after them are filled with
+    zero-variance ones (counted in rollout/dynamic_filled)."""
 
 
 @dataclass
@@ -316,6 +356,9 @@ class TrainConfig:
 def validate(cfg: TrainConfig) -> None:
     """Cross-field checks; each error says what is wrong and what to set."""
     r, lrn = cfg.rollout, cfg.learner
+    if cfg.cluster.max_actor_restarts < 0:
+        raise ConfigError(f"cluster.max_actor_restarts must be >= 0 (0: a dead worker ends the run), got "
+                          f"{cfg.cluster.max_actor_restarts}")
     positive = {"run.steps": cfg.run.steps, "rollout.group_size": r.group_size,
                 "rollout.prompts_per_step": r.prompts_per_step, "rollout.max_new_tokens": r.max_new_tokens,
                 "rollout.num_workers": r.num_workers, "learner.num_workers": lrn.num_workers,
@@ -352,8 +395,21 @@ def validate(cfg: TrainConfig) -> None:
     for i, task in enumerate(cfg.data.tasks):
         if task.weight < 0 or not 0 <= task.thinking_ratio <= 1:
             raise ConfigError(f"data.tasks[{i}] ({task.name}): weight must be >= 0 and thinking_ratio in [0, 1]")
-    if sum(t.weight for t in cfg.data.tasks) <= 0:
-        raise ConfigError("data.tasks: all weights are 0; give at least one task a positive weight")
+        steps = [s for s, _ in task.weight_schedule]
+        if steps != sorted(set(steps)) or any(w < 0 for _, w in task.weight_schedule):
+            raise ConfigError(f"data.tasks[{i}] ({task.name}).weight_schedule={task.weight_schedule}: give "
+                              "[step, weight] points with increasing steps and weights >= 0")
+    # The mix's weights are piecewise linear and >= 0, so they can only all be 0 somewhere if they are
+    # all 0 at one of the schedule points (or everywhere, without schedules).
+    points = sorted({s for t in cfg.data.tasks for s, _ in t.weight_schedule} | {0})
+    for step in points:
+        if sum(t.weight_at(step) for t in cfg.data.tasks) <= 0:
+            raise ConfigError(f"data.tasks: all weights are 0 at step {step}; give at least one task a positive "
+                              "weight (or weight_schedule point) there")
+    if cfg.data.dynamic_sampling_rounds < 0:
+        raise ConfigError(f"data.dynamic_sampling_rounds must be >= 0, got {cfg.data.dynamic_sampling_rounds}")
+    if cfg.run.eval_every < 0 or cfg.run.eval_samples < 1 or cfg.run.eval_prompts < 1:
+        raise ConfigError("run.eval_every must be >= 0, run.eval_samples and run.eval_prompts >= 1")
 
 
 # ---------------------------------------------------------------------------------------------------
