@@ -2,13 +2,17 @@
 
 Names are namespaced and stable: `reward/mean`, `reward/<task>/mean`, `reward/<task>/<component>`,
 `rollout/response_len`, `rollout/truncation_rate`, `rollout/zero_var_groups`, `time/generate`,
-`time/reward`, `time/train`, `time/sync`, `perf/gen_tokens_per_s`, `actor/*`, `pg/*`, `loss/*`.
+`time/reward`, `time/train`, `time/sync`, `perf/gen_tokens_per_s`, `actor/*`, `pg/*`, `loss/*`;
+agent envs: `env/turns`, `env/tool_calls`, `env/tool_errors`, `env/success`, `env/<task>/*`, `time/env`;
+per task also `reward/<task>/accuracy`, `rollout/<task>/thinking_ratio`, `thinking/<task>/thought_rate`,
+and from periodic evaluation (rl/evaluate.py) `eval/<task>/pass@1`, `eval/<task>/pass@<k>`.
 `RunLogger.warn_if_idle` shouts when training is silently doing nothing.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Any
 
 import torch
 
+from rewards.env import UNFINISHED
 from rewards.runner import ScoreResult
 from rl.thinking import complies, parse_thinking
 from rl.types import Rollout
@@ -28,8 +33,12 @@ def _mean(values: list[float]) -> float:
 
 
 def rollout_metrics(rollouts: list[Rollout], results: list[ScoreResult], completions: list[str],
-                    rewards: torch.Tensor, group_size: int) -> dict[str, float]:
-    """Reward, length, truncation and thinking-mode metrics, overall and per task and per mode."""
+                    rewards: torch.Tensor, group_size: int,
+                    success: dict[str, tuple[str, float]] | None = None) -> dict[str, float]:
+    """Reward, length, truncation and thinking-mode metrics, overall and per task and per mode.
+
+    success: task -> (primary reward component, threshold); each task then gets `reward/<task>/accuracy`,
+    the fraction of its samples whose primary component reached the threshold (see `task_metrics`)."""
     m: dict[str, float] = {
         "reward/mean": rewards.mean().item(),
         "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
@@ -57,6 +66,7 @@ def rollout_metrics(rollouts: list[Rollout], results: list[ScoreResult], complet
                     components[key].append(value)
         for key, values in components.items():
             m[f"reward/{task}/{key}"] = _mean(values)
+    m.update(task_metrics(rollouts, results, completions, by_task, success or {}))
     # thinking: mode compliance and thinking length per mode
     for mode, idx in by_mode.items():
         parses = [parse_thinking(completions[i]) for i in idx]
@@ -64,6 +74,51 @@ def rollout_metrics(rollouts: list[Rollout], results: list[ScoreResult], complet
         m[f"thinking/{mode}/thinking_chars"] = _mean([float(len(p.thinking)) for p in parses])
         m[f"thinking/{mode}/thinking_tokens"] = _mean([float(rollouts[i].thinking_tokens) for i in idx])
         m[f"thinking/{mode}/budget_hit_rate"] = _mean([float(rollouts[i].budget_hit) for i in idx])
+    m.update(env_metrics(rollouts))
+    return m
+
+
+def task_metrics(rollouts: list[Rollout], results: list[ScoreResult], completions: list[str],
+                 by_task: dict[str, list[int]], success: dict[str, tuple[str, float]]) -> dict[str, float]:
+    """Per task: `reward/<task>/accuracy` (primary component >= threshold; a None component counts as
+    unsolved), `rollout/<task>/thinking_ratio` (share of samples asked to think) and
+    `thinking/<task>/thought_rate` (share of responses holding a non-empty thought)."""
+    m: dict[str, float] = {}
+    for task, idx in by_task.items():
+        if task in success:
+            key, threshold = success[task]
+            m[f"reward/{task}/accuracy"] = _mean([float((results[i].components.get(key) or -math.inf) >= threshold)
+                                                  for i in idx])
+        m[f"rollout/{task}/thinking_ratio"] = _mean([float(rollouts[i].request.thinking) for i in idx])
+        m[f"thinking/{task}/thought_rate"] = _mean([float(bool(parse_thinking(completions[i]).thinking)) for i in idx])
+    return m
+
+
+def env_metrics(rollouts: list[Rollout]) -> dict[str, float]:
+    """Agent episodes (requests with an env), means per episode, overall and per task: `env/turns`,
+    `env/tool_calls`, `env/tool_errors`, `env/success` (over episodes whose env reported it, and unfinished
+    ones as failures),
+    `env/error_rate` (env raised or timed out), `env/max_turns_rate`; `time/env` and `time/env_generation`
+    (seconds an episode spent in env calls and in generation waves). Empty without agent episodes."""
+    agent = [r for r in rollouts if r.request.env is not None]
+    by_task: dict[str, list[Rollout]] = defaultdict(list)
+    for r in agent:
+        by_task[r.request.task].append(r)
+    m: dict[str, float] = {}
+    for prefix, group in ([("env", agent)] if agent else []) + [(f"env/{t}", g) for t, g in by_task.items()]:
+        infos = [r.env_info for r in group]
+        for key in ("turns", "tool_calls", "tool_errors"):
+            m[f"{prefix}/{key}"] = _mean([float(i[key]) for i in infos])
+        # An episode cut by max_turns or the token budget did not reach its goal (as the env reward says).
+        outcomes = [float(bool(i["success"])) for i in infos
+                    if i["success"] is not None or i["stop_reason"] in UNFINISHED]
+        if outcomes:  # absent when no episode reported success: 0.0 would claim failures that did not happen
+            m[f"{prefix}/success"] = _mean(outcomes)
+        m[f"{prefix}/error_rate"] = _mean([float(i["stop_reason"] in ("env_error", "env_timeout")) for i in infos])
+        m[f"{prefix}/max_turns_rate"] = _mean([float(i["stop_reason"] == "max_turns") for i in infos])
+    if agent:
+        m["time/env"] = _mean([r.env_info["env_s"] for r in agent])
+        m["time/env_generation"] = _mean([r.env_info["generate_s"] for r in agent])
     return m
 
 

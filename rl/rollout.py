@@ -2,7 +2,8 @@
 
 It owns what happens between prompt tokens and a finished response: the thinking budget (two-phase
 generation with STOP_THINKING inserted and masked out of the loss), the loss mask, the behaviour
-logprobs, and the weight version the rollout was generated with. The driver wraps this class with
+logprobs, and the weight version the rollout was generated with. Requests for agent envs become
+multi-turn episodes (rl/agent_rollout.py) on the same engine. The driver wraps this class with
 `ray.remote(...)`; it is a plain class so tests can use it in-process.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from rl.agent_rollout import AgentRollouts
 from rl.engines import Engine, make_engine
 from rl.thinking import ThinkingBudget, response_prefix
 from rl.types import Rollout, RolloutRequest
@@ -33,14 +35,25 @@ class RolloutWorker:
             backend, model_path, temperature=temperature, top_p=top_p, seed=seed,
             **((engine_kwargs or {}) if backend == "vllm" else {}))
         self.weights_version = 0
+        self.agents = AgentRollouts(self.engine, self.tokenizer)
 
     def pid(self) -> int:
         return os.getpid()
 
     def generate(self, requests: list[RolloutRequest]) -> list[Rollout]:
-        """Generate every request; budgeted thinking requests take a second phase after the cut."""
+        """Generate every request, in request order: agent episodes (`request.env` set) run through
+        rl/agent_rollout.py, the others as single turns here."""
         if requests:
             torch.manual_seed(requests[0].seed)  # engines without a seeded generator sample from torch's
+        is_agent = [r.env is not None for r in requests]
+        single = [r for r, a in zip(requests, is_agent) if not a]
+        agent = [r for r, a in zip(requests, is_agent) if a]
+        singles = iter(self._generate_single(single) if single else [])
+        episodes = iter(self.agents.run(agent, self.weights_version) if agent else [])
+        return [next(episodes) if a else next(singles) for a in is_agent]
+
+    def _generate_single(self, requests: list[RolloutRequest]) -> list[Rollout]:
+        """One turn each; budgeted thinking requests take a second phase after the cut."""
         first_limits = [self._phase1_limit(r) for r in requests]
         first = self.engine.generate([r.prompt_ids for r in requests], first_limits)
 

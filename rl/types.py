@@ -32,6 +32,10 @@ class RolloutRequest:
     """Stop thinking after this many tokens and insert STOP_THINKING (None: no budget)."""
     seed: int = 0
     """Sampling seed for this sequence (reproducible rollouts)."""
+    env: str | None = None
+    """Agent env (built-in name or import string) that runs this episode; None: single-turn generation."""
+    row: dict[str, Any] | None = None
+    """The dataset row the env resets from (agent requests only)."""
 
 
 @dataclass
@@ -46,13 +50,14 @@ class Rollout:
     logprobs: list[float]
     """Behaviour logprobs from the engine for each response token (0.0 where loss_mask is 0)."""
     text: str
-    """Decoded response (what rewards see)."""
+    """Decoded response (what rewards see); for an agent episode its last assistant turn."""
     finish_reason: str
-    """"stop" (EOS / stop string), "length" (truncated) or "env" (the environment ended it)."""
+    """"stop" (EOS / stop string; an agent episode the env finished), "length" (truncated: token budget)
+    or "env" (an agent episode cut by max_turns, or by an env error or timeout)."""
     budget_hit: bool = False
     """The thinking budget was reached and STOP_THINKING was inserted."""
     env_info: dict[str, Any] = field(default_factory=dict)
-    """Agent envs: turns, tool calls, env reward, errors."""
+    """Agent envs: turns, tool calls, env reward, success, errors, timings (keys: rl/agent_rollout.py)."""
     weights_version: int = 0
     """Learner step whose weights generated this rollout (staleness for off-policy runs)."""
     thinking_tokens: int = 0
