@@ -101,15 +101,20 @@ def resolve_model_path(path: str) -> str:
 
 
 def build_tiny_model(out: str | Path, arch: str = "qwen3", hidden_size: int = 64, num_layers: int = 2,
-                     tokenizer_dir: str | Path | None = None, seed: int = 0) -> Path:
-    """Save a randomly initialised Qwen3 or Qwen3-MoE model with the Qwen3 tokenizer to `out` (tests)."""
+                     tokenizer_dir: str | Path | None = None, seed: int = 0, num_heads: int = 4,
+                     num_kv_heads: int = 2, head_dim: int = 64, intermediate_size: int | None = None) -> Path:
+    """Save a randomly initialised Qwen3 or Qwen3-MoE model with the Qwen3 tokenizer to `out` (tests).
+
+    The defaults are tiny; benchmarks/gpu_check.py passes Qwen3-0.6B's shape (hidden 1024, 28 layers,
+    16 heads, 8 KV heads, head_dim 128, intermediate 3072). `intermediate_size` None: 2 x hidden."""
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     out = Path(out)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or qwen3_tokenizer_dir()))
     common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=64,  # 64: a size vLLM CPU kernels support
-                  intermediate_size=hidden_size * 2, max_position_embeddings=2048, tie_word_embeddings=True,
+                  num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
+                  head_dim=head_dim,  # 64 by default: a size vLLM CPU kernels support
+                  intermediate_size=intermediate_size or hidden_size * 2, max_position_embeddings=2048, tie_word_embeddings=True,
                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                   pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)

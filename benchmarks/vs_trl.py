@@ -1,0 +1,356 @@
+"""GRPO side by side: this pipeline (`rl train`) vs TRL's GRPOTrainer, same machine, same work.
+
+    python benchmarks/vs_trl.py --out benchmarks/results/vs_trl.json          # the embedded benchmark
+    python benchmarks/vs_trl.py --out /tmp/smoke.json --steps 2 --prompts 2 --group 4 --max-new-tokens 16
+
+Both sides get the same model (default: the config's, SmolLM2-135M-Instruct), the same prompts in the
+same order (our TaskMix draws for steps 0..N-1, rendered by our chat template; TRL receives the
+rendered text and tokenises it to the same ids, which is checked), the same reward (each of the
+task's reward components called in-process as a TRL reward function, with the same weights), the
+same group size, max new tokens, batch (prompts x group per optimizer step, same micro-batch),
+learning rate, optimizer settings, clipping, loss aggregation, and number of steps. TRL needs
+`pip install -c .venv/constraints.txt '.[bench]'` (trl).
+
+Runs alternate (ours, TRL, ours, TRL with --repeats 2), each in its own process, one at a time.
+Ours is `rl train configs/tiny.yaml` with the overrides below; TRL is benchmarks/trl_grpo.py.
+
+Definitions (also written to the JSON):
+- generated tokens/s end to end = generated tokens (completion tokens incl. EOS, all steps) / total
+  step time (the sum of time/step: start-up, model loading and checkpointing are excluded);
+- samples/s = prompts x group x steps / total step time;
+- step split = mean seconds per step in generate / reward / train / weight sync; other = the rest
+  (building requests, collating, metrics; for TRL, tokenisation and advantages);
+- peak memory = the largest sum of RSS over the run's process tree (Ray's raylet and actors are
+  children of `rl train`), sampled every 0.5 s with psutil; shared pages count once per process;
+- reward after N steps = reward/mean at the last step; also the mean over the last half of the steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import REPO, fmt, machine_info, write_json  # noqa: E402
+from rl.config import TrainConfig, load_config, to_dict  # noqa: E402
+
+PHASES = ("generate", "reward", "train", "sync")
+LOSS_TYPES = {"token-mean": "dapo", "seq-mean-token-mean": "grpo", "seq-mean-token-sum-norm": "dr_grpo"}
+"""Our grpo.loss_agg -> TRL's loss_type with the same normalisation."""
+FIXED_OVERRIDES = ["logging.wandb_mode=disabled", "logging.progress_bar=false", "checkpoint.save_optimizer=false"]
+"""TRL logs nowhere and saves nothing here; ours still writes its final model checkpoint (outside step time)."""
+
+
+# ------------------------------------------------------------------------------ the compared config
+def our_overrides(args: argparse.Namespace) -> list[str]:
+    """Dotted overrides for `rl train` (and for building the TRL side from the same config)."""
+    chosen = {"run.steps": args.steps, "model.path": args.model, "rollout.prompts_per_step": args.prompts,
+              "rollout.group_size": args.group, "rollout.max_new_tokens": args.max_new_tokens, "learner.lr": args.lr}
+    return [f"{k}={v}" for k, v in chosen.items() if v is not None] + FIXED_OVERRIDES + list(args.set)
+
+
+def check_comparable(cfg: TrainConfig) -> None:
+    """Refuse configs for which TRL's GRPOTrainer would not be doing the same work."""
+    problems = []
+    for t in cfg.data.tasks:
+        if t.env or t.thinking_budget is not None:
+            problems.append(f"task {t.name!r} uses an agent env or a thinking budget (TRL has neither here)")
+    if cfg.learner.mini_batches != 1:
+        problems.append("learner.mini_batches must be 1 (TRL takes one optimizer step per generation batch here)")
+    if cfg.data.dynamic_sampling:
+        problems.append("data.dynamic_sampling must be false (ours would generate more samples than TRL)")
+    if problems:
+        raise ValueError("vs_trl: this config cannot be compared like for like: " + "; ".join(problems))
+
+
+def trl_grpo_config(cfg: TrainConfig, reward_weights: list[float]) -> dict[str, Any]:
+    """GRPOConfig keywords that do what `cfg` does (see benchmarks/trl_grpo.py for the fixed ones)."""
+    r, lrn, g = cfg.rollout, cfg.learner, cfg.grpo
+    # Our learner (1 rank, 1 mini-batch) runs micro-batches of min(micro_batch_size, batch) rows and one
+    # optimizer step per batch: TRL's per-device batch x accumulation steps = one generation batch.
+    micro = min(lrn.micro_batch_size, cfg.samples_per_step)
+    if cfg.samples_per_step % micro:
+        raise ValueError(f"vs_trl: {cfg.samples_per_step} samples per step do not split into micro-batches of "
+                         f"{micro}; set learner.micro_batch_size to a divisor")
+    return {"max_steps": cfg.run.steps, "seed": cfg.run.seed, "num_generations": r.group_size,
+            "per_device_train_batch_size": micro, "gradient_accumulation_steps": cfg.samples_per_step // micro,
+            "max_completion_length": r.max_new_tokens, "temperature": r.temperature, "top_p": r.top_p,
+            "learning_rate": lrn.lr, "adam_beta1": lrn.betas[0], "adam_beta2": lrn.betas[1],
+            "weight_decay": lrn.weight_decay, "max_grad_norm": lrn.grad_clip,
+            "lr_scheduler_type": "constant_with_warmup", "warmup_steps": lrn.warmup_steps,
+            "epsilon": g.clip_low, "epsilon_high": g.clip_high, "loss_type": LOSS_TYPES[g.loss_agg],
+            "scale_rewards": "group" if g.normalize_std else "none", "beta": g.kl_coef,
+            "num_iterations": lrn.epochs, "reward_weights": reward_weights,
+            "gradient_checkpointing": cfg.model.gradient_checkpointing,
+            "shuffle_dataset": False}  # prompts arrive in our step order: step s sees our step s's prompts
+
+
+def trl_spec(cfg: TrainConfig, threads: int) -> dict[str, Any]:
+    """Everything the TRL process needs: model folder, prompts of every step in order, rewards, config."""
+    from transformers import AutoTokenizer
+
+    from envs.tasks import load_task
+    from rl.data import TaskMix
+    from rl.driver import build_requests
+    from rl.models import resolve_model_path
+
+    check_comparable(cfg)
+    model_path = resolve_model_path(cfg.model.path)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or model_path)
+    tasks = [load_task(t, cfg.run.seed) for t in cfg.data.tasks]
+    mix, group = TaskMix(tasks, cfg.run.seed), cfg.rollout.group_size
+    prompts = []
+    for step in range(cfg.run.steps):
+        requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer)
+        for i in range(0, len(requests), group):  # one dataset row per prompt: TRL repeats it `group` times
+            ids = requests[i].prompt_ids
+            text = tokenizer.decode(ids)
+            if tokenizer(text)["input_ids"] != ids:  # what TRL does with a plain-text prompt
+                raise ValueError(f"vs_trl: TRL would tokenise step {step}'s prompt {text!r} differently from ours "
+                                 "(special tokens added?); the comparison would not be like for like")
+            prompts.append({"prompt": text, "row": json.dumps(rows[i]), "prefix": prefixes[i]})
+    specs = {tuple((s.key, s.name, s.weight, json.dumps(s.kwargs)) for s in t.rewards) for t in tasks}
+    if len(specs) != 1:
+        raise ValueError("vs_trl: the tasks have different reward lists; TRL applies one list to every sample")
+    rewards = tasks[0].rewards
+    return {"model_path": model_path, "threads": threads, "prompts": prompts,
+            "rewards": [{"key": s.key, "name": s.name, "kwargs": s.kwargs} for s in rewards],
+            "grpo_config": trl_grpo_config(cfg, [s.weight for s in rewards])}
+
+
+# ------------------------------------------------------------------------------------ running a side
+class TreeMemory:
+    """Peak RSS of a process and all its descendants, sampled in a thread (psutil)."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5):
+        import psutil
+
+        self.root, self.interval_s = psutil.Process(pid), interval_s
+        self.peak_total = self.peak_single = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = single = 0
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.NoSuchProcess:  # exited between listing and reading: not part of this sample
+                    continue
+                total, single = total + rss, max(single, rss)
+            self.peak_total, self.peak_single = max(self.peak_total, total), max(self.peak_single, single)
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"peak_tree_rss_gib": self.peak_total / 2**30, "peak_process_rss_gib": self.peak_single / 2**30}
+
+
+def run_side(name: str, cmd: list[str], run_dir: Path, timeout_s: float) -> dict[str, Any]:
+    """Run one side to completion with its output in run_dir/output.log; wall time and peak memory."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.pop("RAY_ADDRESS", None)  # a local cluster of its own, not whatever cluster the caller points at
+    log = run_dir / "output.log"
+    print(f"[vs_trl] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        memory = TreeMemory(proc.pid)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)  # the whole session: Ray's raylet and actors too
+            proc.wait()
+            rc = None
+        peak = memory.stop()
+    wall = time.perf_counter() - start
+    if rc != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-40:])
+        why = f"timed out after {timeout_s:.0f} s" if rc is None else f"exited with {rc}"
+        raise RuntimeError(f"vs_trl: the {name} run {why}; last lines of {log}:\n{tail}")
+    return {"wall_s": wall, **peak}
+
+
+def read_metrics(path: Path, steps: int) -> list[dict[str, float]]:
+    if not path.exists():
+        raise FileNotFoundError(f"vs_trl: {path} was not written; see output.log next to it")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if len(records) != steps:
+        raise RuntimeError(f"vs_trl: {path} has {len(records)} steps, expected {steps}")
+    return records
+
+
+def summarize(steps: list[dict[str, float]], samples_per_step: int) -> dict[str, Any]:
+    """Throughput, step split and reward of one run (definitions: module docstring)."""
+    n = len(steps)
+    step_s = sum(s["time/step"] for s in steps)
+    tokens = sum(s["perf/gen_tokens"] for s in steps)
+    split = {p: sum(s[f"time/{p}"] for s in steps) / n for p in PHASES}
+    split["other"] = step_s / n - sum(split.values())  # < 0 would mean phases overlap (off-policy mode)
+    rewards = [s["reward/mean"] for s in steps]
+    out = {"steps": n, "gen_tokens": tokens, "step_time_s_total": step_s, "step_time_s_mean": step_s / n,
+           "tokens_per_s": tokens / step_s, "samples_per_s": n * samples_per_step / step_s,
+           "split_s": split, "split_pct": {k: 100 * v / (step_s / n) for k, v in split.items()},
+           "reward_per_step": rewards, "reward_final": rewards[-1],
+           "reward_last_half_mean": sum(rewards[n // 2:]) / len(rewards[n // 2:])}
+    if n > 1:  # the first step also pays one-off costs (first JIT, allocator warm-up)
+        rest = steps[1:]
+        out["tokens_per_s_after_step1"] = sum(s["perf/gen_tokens"] for s in rest) / sum(s["time/step"] for s in rest)
+    return out
+
+
+def mean_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over repeats of every number (nested dicts too); lists are kept from the first run."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = mean_of([r[key] for r in runs])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = sum(r[key] for r in runs) / len(runs)
+        else:
+            out[key] = [r[key] for r in runs] if len(runs) > 1 else value
+    return out
+
+
+# ---------------------------------------------------------------------------------------- reporting
+def table(ours: dict[str, Any], trl: dict[str, Any]) -> str:
+    def row(label: str, a: float | None, b: float | None, digits: int = 2, ratio: bool = True) -> str:
+        r = f"{a / b:.2f}x" if ratio and a is not None and b else ""
+        return f"{label:<38}{fmt(a, digits):>12}{fmt(b, digits):>12}{r:>10}"
+
+    lines = [f"{'':<38}{'ours':>12}{'TRL':>12}{'ours/TRL':>10}",
+             row("generated tokens/s (end to end)", ours["tokens_per_s"], trl["tokens_per_s"]),
+             row("  same, steps 2..N", ours.get("tokens_per_s_after_step1"), trl.get("tokens_per_s_after_step1")),
+             row("samples/s", ours["samples_per_s"], trl["samples_per_s"], 3),
+             row("generated tokens (all steps)", ours["gen_tokens"], trl["gen_tokens"], 0),
+             row("step time, mean (s)", ours["step_time_s_mean"], trl["step_time_s_mean"])]
+    for phase, label in (("generate", "generate"), ("reward", "reward"), ("train", "train"),
+                         ("sync", "weight sync"), ("other", "other")):
+        lines.append(row(f"  {label} (s/step)", ours["split_s"][phase], trl["split_s"][phase], 2, ratio=False))
+    lines += [row("peak memory, process tree (GiB)", ours["peak_tree_rss_gib"], trl["peak_tree_rss_gib"]),
+              row("reward, step 1", ours["reward_per_step"][0], trl["reward_per_step"][0], 3, ratio=False),
+              row(f"reward after {ours['steps']:.0f} steps", ours["reward_final"], trl["reward_final"], 3, ratio=False),
+              row("reward, mean of last half", ours["reward_last_half_mean"], trl["reward_last_half_mean"], 3,
+                  ratio=False),
+              row("wall time incl. start-up (s)", ours["wall_s"], trl["wall_s"], 0)]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="JSON result file")
+    p.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"), help="our config (TRL's is derived)")
+    p.add_argument("--steps", type=int, default=5, help="optimizer steps per run (default 5)")
+    p.add_argument("--model", help="model folder or packaged:NAME (default: the config's model.path)")
+    p.add_argument("--prompts", type=int, help="prompts per step (default: the config's)")
+    p.add_argument("--group", type=int, help="samples per prompt (default: the config's)")
+    p.add_argument("--max-new-tokens", type=int, help="max generated tokens per sample (default: the config's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per side, alternating ours/TRL (default 1)")
+    p.add_argument("--only", choices=("both", "ours", "trl"), default="both", help="run one side only (debugging)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override of our config, e.g. --set rollout.backend=hf (repeatable)")
+    p.add_argument("--workdir", help="run folders (default: runs/vs_trl-<time>)")
+    p.add_argument("--run-timeout-s", type=float, default=1800, help="kill a run after this long")
+    return p.parse_args(argv)
+
+
+def side_command(side: str, args: argparse.Namespace, overrides: list[str], run_dir: Path, spec_path: Path
+                 ) -> list[str]:
+    if side == "ours":
+        return [sys.executable, "-m", "rl.cli", "train", str(Path(args.config).resolve()), "--output-dir",
+                str(run_dir), *overrides]
+    return [sys.executable, str(REPO / "benchmarks" / "trl_grpo.py"), "--spec", str(spec_path), "--out", str(run_dir)]
+
+
+def headline(ours: dict[str, Any], trl: dict[str, Any]) -> dict[str, float]:
+    """The figures the issue asks for, at the top of the JSON."""
+    return {"ours_tokens_per_s": ours["tokens_per_s"], "trl_tokens_per_s": trl["tokens_per_s"],
+            "ratio_tokens_per_s": ours["tokens_per_s"] / trl["tokens_per_s"],
+            "ours_samples_per_s": ours["samples_per_s"], "trl_samples_per_s": trl["samples_per_s"],
+            "ratio_samples_per_s": ours["samples_per_s"] / trl["samples_per_s"],
+            "ours_reward_final": ours["reward_final"], "trl_reward_final": trl["reward_final"]}
+
+
+def compared(cfg: TrainConfig, spec: dict[str, Any], overrides: list[str], repeats: int) -> dict[str, Any]:
+    weights = spec["grpo_config"]["reward_weights"]
+    return {"model": cfg.model.path, "model_path": spec["model_path"], "steps": cfg.run.steps,
+            "prompts_per_step": cfg.rollout.prompts_per_step, "group_size": cfg.rollout.group_size,
+            "samples_per_step": cfg.samples_per_step, "max_new_tokens": cfg.rollout.max_new_tokens,
+            "lr": cfg.learner.lr, "tasks": [t.name for t in cfg.data.tasks],
+            "rewards": {r["key"]: w for r, w in zip(spec["rewards"], weights)}, "threads": spec["threads"],
+            "repeats": repeats, "our_overrides": overrides, "ours_config": to_dict(cfg),
+            "trl_grpo_config": spec["grpo_config"], "trl_dtype": "float32 on CPU, bfloat16 on CUDA",
+            "ours_engines": f"rollout {cfg.rollout.backend}, learner DeepSpeed ZeRO-{cfg.learner.zero_stage}"}
+
+
+DEFINITIONS = {
+    "tokens_per_s": "generated tokens (completion tokens incl. EOS, all steps) / sum of step times; start-up, "
+                    "model loading and checkpointing are excluded",
+    "samples_per_s": "prompts x group x steps / sum of step times",
+    "split_s": "mean seconds per step in each phase; other = step time - the four phases",
+    "peak_tree_rss_gib": "largest sum of RSS over the run's process tree, psutil every 0.5 s",
+    "reward_final": "reward/mean (weighted sum of the task's reward components) at the last step"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = our_overrides(args)
+    cfg = load_config(args.config, overrides)  # fails here, before anything runs, on a bad override
+    workdir = Path(args.workdir or REPO / "runs" / f"vs_trl-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = trl_spec(cfg, threads=cfg.learner.threads or os.cpu_count() or 1)
+    spec_path = workdir / "trl_spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+
+    machine = machine_info()  # before the runs: its load average says whether the machine was idle
+    sides = ["ours", "trl"] if args.only == "both" else [args.only]
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
+    for rep in range(args.repeats):
+        for side in sides:  # alternating, so slow drift of the machine hits both sides alike
+            run_dir = workdir / f"{side}-{rep + 1}"
+            info = run_side(side, side_command(side, args, overrides, run_dir, spec_path), run_dir, args.run_timeout_s)
+            summary = summarize(read_metrics(run_dir / "metrics.jsonl", cfg.run.steps), cfg.samples_per_step)
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # ours' final model: not needed, ~0.5 GB
+            results[side].append({**summary, **info, "run_dir": str(run_dir)})
+            print(f"[vs_trl] {side} run {rep + 1}: {summary['tokens_per_s']:.2f} generated tokens/s, "
+                  f"reward after {cfg.run.steps} steps {summary['reward_final']:.3f}", flush=True)
+
+    agg = {side: mean_of(runs) for side, runs in results.items()}
+    result: dict[str, Any] = {}
+    if args.only == "both":
+        result = headline(agg["ours"], agg["trl"])
+        print(f"\nGRPO, {cfg.run.steps} steps x {cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size} "
+              f"samples, <= {cfg.rollout.max_new_tokens} new tokens ({args.repeats} run(s) per side, means)")
+        print(table(agg["ours"], agg["trl"]))
+    result |= {"command": " ".join(["python", *(sys.argv if argv is None else ["benchmarks/vs_trl.py", *argv])]),
+               "machine": {**machine, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
+               "compared": compared(cfg, spec, overrides, args.repeats), "definitions": DEFINITIONS,
+               "ours": agg.get("ours"), "trl": agg.get("trl"), "runs": results}
+    write_json(args.out, result)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The benchmark scripts' own logic (benchmarks/): the TRL side does the same work as ours, results
+are summarised as documented, runs are watched and failures reported. CPU only; the GPU check's
+CPU path is marked slow."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rl.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import vs_trl  # noqa: E402
+from benchmarks.learner_flops import matmul_peak, synthetic_batch  # noqa: E402
+from benchmarks.trl_grpo import TaskReward  # noqa: E402
+from rl.thinking import EMPTY_THINK  # noqa: E402
+
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+def test_trl_config_mirrors_ours():
+    cfg = load_config(TINY, ["rollout.prompts_per_step=4", "rollout.group_size=8", "learner.micro_batch_size=16",
+                             "rollout.max_new_tokens=48", "learner.lr=3e-6", "run.steps=5"])
+    kw = vs_trl.trl_grpo_config(cfg, [1.0, 0.1])
+    assert kw["num_generations"] == 8
+    # one optimizer step per generation batch of prompts x group, in our micro-batches
+    assert kw["per_device_train_batch_size"] * kw["gradient_accumulation_steps"] == 32
+    assert kw["per_device_train_batch_size"] == 16
+    assert (kw["max_completion_length"], kw["learning_rate"], kw["max_steps"]) == (48, 3e-6, 5)
+    assert (kw["epsilon"], kw["epsilon_high"], kw["loss_type"], kw["beta"]) == (0.2, 0.28, "dapo", 0.0)
+    assert kw["reward_weights"] == [1.0, 0.1] and kw["shuffle_dataset"] is False
+
+
+def test_trl_config_is_accepted_by_trl():
+    trl = pytest.importorskip("trl")
+    cfg = load_config(TINY, ["rollout.prompts_per_step=2", "rollout.group_size=4", "run.steps=2"])
+    config = trl.GRPOConfig(output_dir="/tmp/unused", use_cpu=True, report_to="none",
+                            **vs_trl.trl_grpo_config(cfg, [1.0, 0.1]))
+    assert config.generation_batch_size == 8 and config.steps_per_generation == 1
+
+
+@pytest.mark.parametrize("override", ["learner.mini_batches=2", "data.dynamic_sampling=true"])
+def test_configs_that_do_different_work_are_refused(override):
+    cfg = load_config(TINY, [override])
+    with pytest.raises(ValueError, match="like for like"):
+        vs_trl.check_comparable(cfg)
+
+
+def test_task_reward_scores_like_our_reward_runner():
+    row = json.dumps({"answer": "7", "task": "arithmetic", "thinking": False})
+    math = TaskReward("math", {}, "math")
+    assert math.__name__ == "math"
+    # TRL hands over the generated text; the prompt ended with an empty think block (the prefix)
+    assert math(["7", "8", "The answer is 7."], row=[row] * 3, prefix=[EMPTY_THINK] * 3) == [1.0, 0.0, 1.0]
+    # a think block in the response is removed before the math reward sees it, as in our runner
+    assert math(["<think>\n8?\n</think>\n\n7"], row=[row], prefix=[""]) == [1.0]
+
+
+def test_trl_prompts_are_ours_in_step_order(tiny_model):
+    cfg = load_config(TINY, [f"model.path={tiny_model}", "run.steps=2", "rollout.prompts_per_step=3",
+                             "rollout.group_size=2"])
+    spec = vs_trl.trl_spec(cfg, threads=2)
+    assert len(spec["prompts"]) == 6  # steps x prompts, each repeated group_size times by TRL itself
+    assert [r["key"] for r in spec["rewards"]] == ["math", "format"]
+    first = spec["prompts"][0]
+    assert "What is" in first["prompt"] and json.loads(first["row"])["task"] == "arithmetic"
+
+    from transformers import AutoTokenizer
+
+    from envs.tasks import load_task
+    from rl.data import TaskMix
+    from rl.driver import build_requests
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    mix = TaskMix([load_task(t, cfg.run.seed) for t in cfg.data.tasks], cfg.run.seed)
+    step1, _, _ = build_requests(1, cfg, mix, tok)
+    assert tok(spec["prompts"][3]["prompt"])["input_ids"] == step1[0].prompt_ids
+
+
+def test_summarize_follows_the_definitions():
+    steps = [{"time/step": 10.0, "time/generate": 4.0, "time/reward": 1.0, "time/train": 3.0, "time/sync": 0.5,
+              "perf/gen_tokens": 100.0, "reward/mean": 0.2},
+             {"time/step": 6.0, "time/generate": 2.0, "time/reward": 1.0, "time/train": 2.0, "time/sync": 0.5,
+              "perf/gen_tokens": 60.0, "reward/mean": 0.6}]
+    s = vs_trl.summarize(steps, samples_per_step=8)
+    assert s["tokens_per_s"] == pytest.approx(160 / 16)
+    assert s["samples_per_s"] == pytest.approx(16 / 16)
+    assert s["tokens_per_s_after_step1"] == pytest.approx(10.0)
+    assert s["split_s"]["generate"] == pytest.approx(3.0) and s["split_s"]["other"] == pytest.approx(8.0 - 3.0 - 1.0 - 2.5 - 0.5)
+    assert s["reward_final"] == 0.6 and s["reward_last_half_mean"] == pytest.approx(0.6)
+    both = vs_trl.mean_of([{"a": 1.0, "d": {"b": 2.0}}, {"a": 3.0, "d": {"b": 4.0}}])
+    assert both == {"a": 2.0, "d": {"b": 3.0}}
+    ours = {**s, "peak_tree_rss_gib": 4.0, "wall_s": 100.0}
+    trl = {**ours, "tokens_per_s": 4.0, "peak_tree_rss_gib": 2.0}
+    text = vs_trl.table(ours, trl)
+    assert "reward after 2 steps" in text and "2.50x" in text and "2.00x" in text
+    assert vs_trl.headline(ours, trl)["ratio_tokens_per_s"] == pytest.approx(2.5)
+
+
+def test_run_side_reports_peak_memory_and_failures(tmp_path):
+    grow = "import time; x = bytearray(300 * 2**20); time.sleep(1.5)"
+    info = vs_trl.run_side("probe", [sys.executable, "-c", grow], tmp_path / "ok", timeout_s=60)
+    assert 0.25 < info["peak_tree_rss_gib"] < 2 and info["wall_s"] >= 1.5
+    with pytest.raises(RuntimeError, match="(?s)exited with 3.*boom"):
+        vs_trl.run_side("probe", [sys.executable, "-c", "print('boom'); raise SystemExit(3)"], tmp_path / "bad", 60)
+    with pytest.raises(RuntimeError, match="timed out"):
+        vs_trl.run_side("probe", [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "slow", 1)
+
+
+def test_matmul_peak_and_synthetic_batch():
+    assert 1e6 < matmul_peak(n=128, seconds=0.05) < 1e13
+    batch = synthetic_batch(rows=3, prompt_len=4, response_len=5, vocab_size=50)
+    assert batch.input_ids.shape == (3, 9) and int(batch.input_ids.max()) < 50
+    assert batch.loss_mask[:, :4].sum() == 0 and batch.loss_mask[:, 4:].sum() == 15
+
+
+def test_gpu_check_without_cuda_says_so():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py")], capture_output=True,
+                          text=True, timeout=120, env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert "no CUDA device" in proc.stderr and "--device cpu" in proc.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_path_runs_the_learner(tmp_path):
+    out = tmp_path / "g.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu",
+                           "--steps", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["size"] == "tiny" and result["learner"]["tokens_per_step"] == 4 * 32
+    assert result["learner"]["flops_per_s"] > 0 and 0 < result["mfu"] < 1.5
