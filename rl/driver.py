@@ -20,13 +20,14 @@ import os
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from envs.tasks import Task, load_task
-from rewards.runner import RewardSpec, ScoreRequest
-from rl import checkpoint, grpo
+from rewards.runner import RewardSpec, ScoreRequest, ScoreResult
+from rl import checkpoint, fault, grpo
 from rl.config import ConfigError, JudgeConfig, RewardModelConfig, TrainConfig, save_config, to_dict
 from rl.data import TaskMix
 from rl.metrics import RunLogger, rollout_metrics, write_rollouts
@@ -69,14 +70,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         logger = RunLogger(out, to_dict(cfg), mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
                            run_name=cfg.run.name, total_steps=cfg.run.steps, start_step=start_step,
                            progress_bar=cfg.logging.progress_bar, run_id=run_id)
+        restarts = fault.Restarts(cfg.cluster.max_actor_restarts)  # dead rollout/reward actors: retried
         # 3. The step loop.
         for step in range(start_step, cfg.run.steps):
-            metrics = grpo_step(step, cfg, mix, tokenizer, learners, rollout_workers, reward_workers,
-                                sync_dtype, out)
+            with fault.learner_guard(out, step, learners):  # a dead learner ends the run at its last checkpoint
+                metrics = grpo_step(step, cfg, mix, tokenizer, learners, rollout_workers, reward_workers,
+                                    sync_dtype, out, restarts)
             t0 = time.perf_counter()
             done = step + 1
             if done == cfg.run.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0):
-                save_checkpoint(out, done, learners, cfg, logger.run_id)
+                with fault.learner_guard(out, step, learners):
+                    save_checkpoint(out, done, learners, cfg, logger.run_id)
             metrics["time/checkpoint"] = time.perf_counter() - t0
             logger.log(done, metrics)
             logger.warn_if_idle(done, metrics)
@@ -88,21 +92,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def grpo_step(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learners: list, rollout_workers: list,
-              reward_workers: list, sync_dtype: str, out: Path) -> dict[str, float]:
+              reward_workers: list, sync_dtype: str, out: Path, restarts: fault.Restarts) -> dict[str, float]:
     import ray
 
-    from rewards.worker import score_in_pool, stats_in_pool
+    from rewards.worker import stats_in_pool
 
     timer = time.perf_counter()
     requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer)
 
     t0 = time.perf_counter()
-    rollouts = generate(rollout_workers, requests)
+    rollouts = generate(rollout_workers, requests, restarts, version=step,
+                        resync=lambda worker: sync_weights(learners, [worker], step, sync_dtype))
     t_generate = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     completions = [prefix + r.text for prefix, r in zip(prefixes, rollouts)]
-    scored = score_in_pool(reward_workers, [ScoreRequest(c, row) for c, row in zip(completions, rows)])
+    scored = score(reward_workers, [ScoreRequest(c, row) for c, row in zip(completions, rows)], restarts)
     t_reward = time.perf_counter() - t0
 
     rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
@@ -115,7 +120,7 @@ def grpo_step(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learner
     rank_metrics = ray.get([lrn.train.remote(part) for lrn, part in zip(learners, parts)])
     t_train = time.perf_counter() - t0
 
-    t_sync = sync_weights(learners, rollout_workers, step + 1, sync_dtype)
+    t_sync = sync_weights(learners, rollout_workers, step + 1, sync_dtype, restarts)
 
     if cfg.logging.log_rollouts:
         write_rollouts(out / "rollouts" / f"step_{step + 1:06d}.jsonl", rollouts, scored, completions, advantages)
@@ -123,6 +128,7 @@ def grpo_step(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learner
     metrics = {k: sum(m[k] for m in rank_metrics) / len(rank_metrics) for k in rank_metrics[0]}
     metrics.update(rollout_metrics(rollouts, scored, completions, rewards, cfg.rollout.group_size))
     metrics.update(stats_in_pool(reward_workers))
+    metrics.update(restarts.metrics())
     metrics.update({
         "time/generate": t_generate, "time/reward": t_reward, "time/train": t_train, "time/sync": t_sync,
         "time/step": time.perf_counter() - timer, "perf/gen_tokens": float(generated),
@@ -154,16 +160,31 @@ def build_requests(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any
     return requests, rows, prefixes
 
 
-def generate(workers: list, requests: list[RolloutRequest]) -> list[Rollout]:
+def generate(workers: list, requests: list[RolloutRequest], restarts: fault.Restarts | None = None,
+             version: int = 0, resync: Callable[[Any], Any] | None = None) -> list[Rollout]:
     """Split requests over the rollout workers in contiguous chunks (a group stays on one worker, so
-    its shared prompt is prefilled once) and reassemble them in order."""
-    import ray
-
+    its shared prompt is prefilled once) and reassemble them in order. A worker that dies is restarted
+    by Ray, given the current weights (`resync`) and its chunk again; one that restarted unnoticed
+    between steps generates with weights version 0 while the learner is at `version` > 0, and is
+    treated the same (rl/fault.py). Without `restarts`, a dead worker ends the call."""
     n = len(workers)
     size = -(-len(requests) // n)
     chunks = [requests[i * size:(i + 1) * size] for i in range(n)]
-    results = ray.get([w.generate.remote(c) for w, c in zip(workers, chunks) if c])
+    results = (restarts or fault.Restarts(max_retries=0)).run(
+        "rollout", workers, chunks, lambda worker, chunk: worker.generate.remote(chunk), prepare=resync,
+        stale=lambda rollouts: version > 0 and any(r.weights_version == 0 for r in rollouts))
     return [r for chunk in results for r in chunk]
+
+
+def score(workers: list, requests: list[ScoreRequest], restarts: fault.Restarts) -> list[ScoreResult]:
+    """Score on the RewardWorkers, dealt round-robin as `rewards.worker.score_in_pool` does (a group's
+    samples cost alike, so striding spreads expensive groups); a dead worker's share is retried."""
+    k = len(workers)
+    shares = [requests[i::k] for i in range(k)]
+    scored = restarts.run("reward", workers, shares, lambda worker, share: worker.score.remote(share))
+    order = [i for first in range(k) for i in range(first, len(requests), k)]  # request index of each result
+    flat = [result for share in scored for result in share]
+    return [result for _, result in sorted(zip(order, flat), key=lambda pair: pair[0])]
 
 
 def collate(rollouts: list[Rollout], advantages: torch.Tensor, pad_id: int) -> TrainBatch:
@@ -183,14 +204,21 @@ def collate(rollouts: list[Rollout], advantages: torch.Tensor, pad_id: int) -> T
     return TrainBatch(input_ids, attention, loss_mask, advantages.float(), behavior)
 
 
-def sync_weights(learners: list, rollout_workers: list, version: int, dtype: str) -> float:
+def sync_weights(learners: list, rollout_workers: list, version: int, dtype: str,
+                 restarts: fault.Restarts | None = None) -> float:
     """Learner rank 0's weights -> every rollout worker. The object ref from rank 0 is handed to the
-    workers directly; all ranks take part (ZeRO-3 gathers collectively)."""
+    workers directly; all ranks take part (ZeRO-3 gathers collectively). With `restarts`, a rollout
+    worker that dies meanwhile is counted and re-synced before it next generates (see `generate`)."""
     import ray
 
     t0 = time.perf_counter()
     refs = [lrn.named_weights.remote(dtype) for lrn in learners]
-    ray.get([w.load_weights.remote(refs[0], version) for w in rollout_workers] + refs[1:])
+    loads = [w.load_weights.remote(refs[0], version) for w in rollout_workers]
+    ray.get(refs[1:])
+    if restarts is None:
+        ray.get(loads)
+    else:
+        restarts.tolerate("rollout", rollout_workers, loads)
     return time.perf_counter() - t0
 
 
@@ -323,7 +351,8 @@ def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
                      "enforce_eager": rc.enforce_eager,
                      "max_model_len": rc.max_prompt_tokens + rc.max_new_tokens + 256}
     actor = ray.remote(RolloutWorker)
-    workers = [actor.options(**_options(pg, i, rc.cpus_per_worker, rc.gpus_per_worker, actor_env(rc.threads)))
+    workers = [actor.options(**_options(pg, i, rc.cpus_per_worker, rc.gpus_per_worker, actor_env(rc.threads)),
+                             max_restarts=cfg.cluster.max_actor_restarts)  # in-flight work: rl/fault.py
                .remote(model_path, rc.backend, temperature=rc.temperature, top_p=rc.top_p, seed=cfg.run.seed + i,
                        threads=rc.threads, engine_kwargs=engine_kwargs) for i in range(rc.num_workers)]
     ray.get([w.pid.remote() for w in workers])  # surface start-up errors here, not mid-step
@@ -339,7 +368,8 @@ def create_reward_workers(cfg: TrainConfig, tasks: list[Task]) -> list:
     specs = {t.name: [_absolute_paths(s) for s in t.rewards] for t in tasks}
     pg = placement("reward", rw.num_workers, rw.cpus_per_worker, 0, rw.resources, cfg.cluster.placement_strategy)
     actor = ray.remote(RewardWorker)
-    workers = [actor.options(**_options(pg, i, rw.cpus_per_worker, 0, actor_env(1)))
+    workers = [actor.options(**_options(pg, i, rw.cpus_per_worker, 0, actor_env(1)),
+                             max_restarts=cfg.cluster.max_actor_restarts)
                .remote(specs, timeout_s=rw.timeout_s, num_procs=rw.procs_per_worker, model_timeout_s=rw.model_timeout_s)
                for i in range(rw.num_workers)]
     ray.get([w.stats.remote() for w in workers])
