@@ -1,6 +1,8 @@
 """The `rl` command.
 
-    rl train CONFIG [--steps N] [--output-dir DIR] [--resume] [--section.field VALUE ...]
+    rl train CONFIG [--steps N] [--output-dir DIR] [--resume [auto]] [--section.field VALUE ...]
+    rl submit CONFIG --address http://HEAD:8265 [--wait] [--working-dir DIR] [overrides]  (launch/submit.py)
+    rl jobs list|status|logs|stop [JOB_ID] --address http://HEAD:8265 [--follow]         (launch/submit.py)
     rl score --reward NAME --completion TEXT [--row JSON] [--kwargs JSON]
     rl models [prepare NAME]
     rl sft CONFIG [--output-dir DIR] [--section.field VALUE ...]          (fusion SFT, rl/sft.py)
@@ -14,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -47,9 +50,32 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     cfg = load_config(args.config, overrides)
     from rl.driver import train
 
-    out = train(cfg, resume=args.resume)
+    out = train(cfg, resume=resume_wanted(args.resume, cfg.output_dir))
     print(f"run finished: {out}")
     return 0
+
+
+def resume_wanted(flag: str | None, out_dir: Path) -> bool:
+    """`--resume`: continue from the last checkpoint (warns when there is none). `--resume auto` (what
+    `rl submit` passes): the same when the run folder holds a run, else a fresh start without a warning,
+    so a resubmitted job continues and a first submission just starts."""
+    if flag == "auto":
+        from rl import checkpoint
+
+        return checkpoint.latest_checkpoint(out_dir) is not None or (out_dir / "metrics.jsonl").exists()
+    return flag is not None
+
+
+def cmd_submit(args: argparse.Namespace, extra: list[str]) -> int:
+    from launch.submit import cmd_submit as submit
+
+    return submit(args, split_overrides(extra))
+
+
+def cmd_jobs(args: argparse.Namespace, extra: list[str]) -> int:
+    from launch.submit import cmd_jobs as jobs
+
+    return jobs(args, extra)
 
 
 def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
@@ -159,8 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--steps", type=int)
     p.add_argument("--output-dir")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--resume", nargs="?", const="always", choices=["always", "auto"], metavar="auto",
+                   help="continue from the run folder's last checkpoint; `--resume auto`: only if the folder "
+                        "holds a run, else start fresh (the default of `rl submit`)")
     p.set_defaults(func=cmd_train)
+
+    from launch.submit import add_jobs_args, add_submit_args
+
+    p = sub.add_parser("submit", help="submit `rl train` to a Ray cluster as a Ray job (docs/cluster.md)")
+    add_submit_args(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list Ray jobs, or show the status / logs of one, or stop it")
+    add_jobs_args(p)
+    p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("score", help="score one completion with a reward and print the details")
     p.add_argument("--reward", required=True, help="built-in name or pkg.module:fn / path/file.py:fn")
