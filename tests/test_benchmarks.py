@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rl.config import load_config
 
@@ -135,3 +136,37 @@ def test_gpu_check_cpu_path_runs_the_learner(tmp_path):
     result = json.loads(out.read_text())
     assert result["size"] == "tiny" and result["learner"]["tokens_per_step"] == 4 * 32
     assert result["learner"]["flops_per_s"] > 0 and 0 < result["mfu"] < 1.5
+
+
+class RandomLengthEngine:
+    """Engine stand-in whose response lengths come from torch's global RNG, as transformers sampling does."""
+
+    dtype = torch.float32
+
+    def generate(self, prompts, max_tokens):
+        from rl.engines import EngineOutput
+
+        lengths = [int(torch.randint(1, limit + 1, ())) for limit in max_tokens]
+        return [EngineOutput([7] * n, [-0.5] * n, "length" if n == limit else "stop")
+                for n, limit in zip(lengths, max_tokens)]
+
+    def load_weights(self, named_tensors):
+        raise AssertionError("not used")
+
+
+def test_bare_engine_call_repeats_the_workers_work():
+    from benchmarks.rollout_overhead import ProbedRolloutWorker
+    from rl.models import qwen3_tokenizer_dir
+    from rl.types import RolloutRequest
+
+    worker = ProbedRolloutWorker(str(qwen3_tokenizer_dir()), "scripted", temperature=1.0, top_p=1.0, seed=0,
+                                 engine=RandomLengthEngine())
+    requests = [RolloutRequest(uid="1-0", task="t", prompt_ids=[1, 2, 3], max_new_tokens=50, thinking=False, seed=7)
+                for _ in range(6)]
+    rollouts, seconds = worker.timed_generate(requests)
+    lengths = [len(r.response_ids) for r in rollouts]
+    assert seconds > 0 and len(set(lengths)) > 1
+    tokens, _ = worker.bare_generate([r.prompt_ids for r in requests], lengths, 50, seed=7)
+    assert tokens == sum(lengths)  # same seed: the engine call alone samples what the worker's call sampled
+    other, _ = worker.bare_generate([r.prompt_ids for r in requests], lengths, 50, seed=8)
+    assert other != sum(lengths)
