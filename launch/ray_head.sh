@@ -28,8 +28,9 @@ export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
 if [ "$RAY_AUTH_MODE" = token ] && [ -z "${RAY_AUTH_TOKEN:-}" ]; then
   TOKEN_FILE=${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}
   if [ ! -s "$TOKEN_FILE" ]; then
+    TOKEN=$(python -c 'import secrets; print(secrets.token_hex(32), end="")')  # Ray's own token format
     mkdir -p "$(dirname "$TOKEN_FILE")"
-    (umask 077 && python -c 'import secrets; print(secrets.token_hex(32), end="")' > "$TOKEN_FILE")
+    (umask 077 && printf %s "$TOKEN" > "$TOKEN_FILE")
     echo "ray_head: created the cluster token $TOKEN_FILE; copy it to the workers and clients" >&2
   fi
 elif [ "$RAY_AUTH_MODE" = disabled ]; then
