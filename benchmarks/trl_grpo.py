@@ -43,24 +43,26 @@ class TaskReward:
     """One component of a task's reward (e.g. `math`, weight applied by TRL's `reward_weights`) as a
     TRL reward function: `fn(completions, **dataset_columns) -> list[float | None]`.
 
-    Each sample is scored exactly as our RewardRunner scores it: the completion is the rendered
-    prompt's response prefix (e.g. an empty think block) + the generated text, thinking is removed
-    unless the reward asks for the raw text, and the reward gets the dataset row as keywords.
-    Exceptions propagate: a reward bug must stop the benchmark, not score 0.
+    Each sample is scored as rl/driver.py scores it: the completion is the rendered prompt's response
+    prefix (e.g. an empty think block) + the generated text, thinking is removed unless the reward
+    asks for the raw text, and the reward gets the dataset row plus `response_tokens` and
+    `max_new_tokens` as keywords. Exceptions propagate: a reward bug must stop the benchmark, not score 0.
     """
 
-    def __init__(self, name: str, kwargs: dict[str, Any], key: str):
+    def __init__(self, name: str, kwargs: dict[str, Any], key: str, max_new_tokens: int):
         self.fn = get_reward(name, **kwargs)
         self.raw = wants_raw_completion(self.fn)
+        self.max_new_tokens = max_new_tokens
         self.__name__ = key  # TRL names the reward's metrics after it
 
-    def __call__(self, completions: list[str], row: list[str], prefix: list[str], **_: Any) -> list[float | None]:
+    def __call__(self, completions: list[str], completion_ids: list[list[int]], row: list[str], prefix: list[str],
+                 **_: Any) -> list[float | None]:
         scores = []
-        for completion, row_json, pre in zip(completions, row, prefix, strict=True):
+        for completion, ids, row_json, pre in zip(completions, completion_ids, row, prefix, strict=True):
             text = pre + completion
             if not self.raw:
                 text = split_thinking(text)[1]
-            value = self.fn(text, **json.loads(row_json))
+            value = self.fn(text, **json.loads(row_json), response_tokens=len(ids), max_new_tokens=self.max_new_tokens)
             if inspect.isawaitable(value):
                 value = asyncio.run(value)
             scores.append(as_result(value, self.__name__).score)
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                         save_strategy="no", logging_steps=1, log_completions=False, dataloader_num_workers=0,
                         model_init_kwargs={"dtype": dtype}, **spec["grpo_config"])
     tokenizer = AutoTokenizer.from_pretrained(spec["model_path"])
-    rewards = [TaskReward(r["name"], r["kwargs"], r["key"]) for r in spec["rewards"]]
+    limit = spec["grpo_config"]["max_completion_length"]
+    rewards = [TaskReward(r["name"], r["kwargs"], r["key"], limit) for r in spec["rewards"]]
     trainer = timed_trainer_class()(model=spec["model_path"], reward_funcs=rewards, args=config,
                                     train_dataset=Dataset.from_list(spec["prompts"]), processing_class=tokenizer)
     (out / "metrics.jsonl").unlink(missing_ok=True)

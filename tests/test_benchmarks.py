@@ -54,12 +54,17 @@ def test_configs_that_do_different_work_are_refused(override):
 
 def test_task_reward_scores_like_our_reward_runner():
     row = json.dumps({"answer": "7", "task": "arithmetic", "thinking": False})
-    math = TaskReward("math", {}, "math")
+    math = TaskReward("math", {}, "math", max_new_tokens=16)
     assert math.__name__ == "math"
     # TRL hands over the generated text; the prompt ended with an empty think block (the prefix)
-    assert math(["7", "8", "The answer is 7."], row=[row] * 3, prefix=[EMPTY_THINK] * 3) == [1.0, 0.0, 1.0]
+    ids = [[1], [2], [3, 4, 5]]
+    assert math(["7", "8", "The answer is 7."], ids, row=[row] * 3, prefix=[EMPTY_THINK] * 3) == [1.0, 0.0, 1.0]
     # a think block in the response is removed before the math reward sees it, as in our runner
-    assert math(["<think>\n8?\n</think>\n\n7"], row=[row], prefix=[""]) == [1.0]
+    assert math(["<think>\n8?\n</think>\n\n7"], [[1]], row=[row], prefix=[""]) == [1.0]
+    # length-aware rewards get the response's token count and the limit, as the driver passes them
+    overlong = TaskReward("overlong", {}, "overlong", max_new_tokens=16)
+    short, at_limit = overlong(["7", "7"], [[1] * 4, [1] * 16], row=[row] * 2, prefix=[EMPTY_THINK] * 2)
+    assert short is not None and at_limit is not None and short > at_limit
 
 
 def test_trl_prompts_are_ours_in_step_order(tiny_model):
