@@ -5,6 +5,8 @@
     rl jobs list|status|logs|stop [JOB_ID] --address http://HEAD:8265 [--follow]         (launch/submit.py)
     rl score --reward NAME --completion TEXT [--row JSON] [--kwargs JSON]
     rl models [prepare NAME]
+    rl tasks [--json] | rl tasks show NAME [--json] [--seed N] [--model DIR] (envs/catalogue.py)
+    rl report RUN_DIR [--out DIR]                                        (rl/report.py)
     rl sft CONFIG [--output-dir DIR] [--section.field VALUE ...]          (fusion SFT, rl/sft.py)
     rl build-fusion-data CONFIG --out FILE.jsonl [--prompts N] [--threshold T]   (rl/fusion_data.py)
     rl build-fusion-data --arithmetic N --out FILE.jsonl
@@ -126,6 +128,27 @@ def cmd_models(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace, extra: list[str]) -> int:
+    from envs.catalogue import run
+
+    if extra:
+        raise SystemExit(f"rl tasks: unexpected arguments {extra}")
+    print(run(args.action, args.name, args.json, seed=args.seed, model=args.model))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from rl.report import write_report
+
+    if extra:
+        raise SystemExit(f"rl report: unexpected arguments {extra}")
+    html, png = write_report(Path(args.run_dir), Path(args.out) if args.out else None)
+    print(f"wrote {png}\nwrote {html}")
+    return 0
+
+
 def cmd_sft(args: argparse.Namespace, extra: list[str]) -> int:
     from rl.sft import load_sft_config, sft
 
@@ -211,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list", "prepare"], default="list")
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("tasks", help="list the built-in task categories, or `show NAME` for a sample and its reward")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample rows (show)")
+    p.add_argument("--model", help="show: load this judge / reward model (folder or packaged:NAME) for model rewards")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("report", help="write report.png + report.html (per-task curves, eval table) for a run")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="folder for the report (default: the run folder)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("sft", help="fusion SFT: cross-entropy on chat JSONL through the DeepSpeed learner")
     p.add_argument("config")

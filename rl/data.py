@@ -4,13 +4,22 @@ Each step draws `prompts_per_step` tasks by sampling weight, then takes each tas
 an endless stream of per-epoch shuffles of its train split. Because the draw for step s only
 depends on the seed and s, a resumed run (or a resubmitted Ray job) sees exactly the batches an
 uninterrupted run would have seen, across epoch boundaries too, with no sampler state to save.
+
+Curriculum: a task's `weight_schedule` makes its weight a function of the step (`TaskConfig.weight_at`),
+which keeps the draw a pure function of (seed, step). Extra draws for dynamic sampling
+(`sample_extra`) take rows uniformly from the train split with their own seeded stream, so they
+never shift the positions of the main stream.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from envs.tasks import Row, Task
+from rl.thinking import render_chat, response_prefix
+from rl.types import RolloutRequest
 
 
 @dataclass
@@ -24,13 +33,21 @@ class Draw:
 class TaskMix:
     def __init__(self, tasks: list[Task], seed: int):
         self.tasks, self.seed = tasks, seed
-        self.weights = [t.config.weight for t in tasks]
         self._orders: dict[tuple[int, int], list[int]] = {}
         self._drawn_before: tuple[int, int, list[int]] = (0, 0, [0] * len(tasks))  # (step, n, counts)
 
-    def _task_choices(self, step: int, n: int) -> list[int]:
-        rng = random.Random(f"{self.seed}-tasks-{step}")
-        return rng.choices(range(len(self.tasks)), weights=self.weights, k=n)
+    def weights(self, step: int) -> list[float]:
+        """Each task's sampling weight at `step` (constant, or its curriculum schedule)."""
+        return [t.config.weight_at(step) for t in self.tasks]
+
+    def _task_choices(self, step: int, n: int, stream: str = "tasks") -> list[int]:
+        rng = random.Random(f"{self.seed}-{stream}-{step}")
+        return rng.choices(range(len(self.tasks)), weights=self.weights(step), k=n)
+
+    def _mode(self, task: Task, row: Row, rng: random.Random) -> bool:
+        draw = rng.random() < task.config.thinking_ratio  # drawn even when unused: later draws stay put
+        fixed = task.row_mode(row)
+        return draw if fixed is None else fixed
 
     def _row_index(self, task_idx: int, k: int) -> int:
         """Row of the k-th draw from a task: epoch k // n of a fixed per-epoch shuffle."""
@@ -61,5 +78,39 @@ class TaskMix:
             task = self.tasks[t]
             row = task.train[self._row_index(t, drawn[t])]
             drawn[t] += 1
-            out.append(Draw(task, row, thinking=mode_rng.random() < task.config.thinking_ratio))
+            out.append(Draw(task, row, thinking=self._mode(task, row, mode_rng)))
         return out
+
+    def sample_extra(self, step: int, round_: int, n: int) -> list[Draw]:
+        """`n` more prompts for `step` (dynamic sampling round `round_` >= 1): tasks by the step's
+        weights, rows uniformly at random from the train split, a stream of their own."""
+        stream = f"extra{round_}"
+        rng = random.Random(f"{self.seed}-{stream}-rows-{step}")
+        mode_rng = random.Random(f"{self.seed}-{stream}-modes-{step}")
+        out = []
+        for t in self._task_choices(step, n, stream):
+            task = self.tasks[t]
+            row = task.train[rng.randrange(len(task.train))]
+            out.append(Draw(task, row, thinking=self._mode(task, row, mode_rng)))
+        return out
+
+
+def group_requests(task: Task, row: Row, thinking: bool, *, uid: str, size: int, max_new_tokens: int, seed: int,
+                   budget: int | None, tokenizer: Any) -> tuple[list[RolloutRequest], list[Row], list[str]]:
+    """`size` requests for one prompt (a GRPO group, or an eval prompt's k samples), the row each sample is
+    scored with (plus the mode it was asked in), and the response prefix its prompt already holds."""
+    messages, tools = task.chat(row, thinking)
+    text = render_chat(tokenizer, messages, thinking=thinking, tools=tools)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    request = RolloutRequest(uid=uid, task=task.name, prompt_ids=ids, max_new_tokens=max_new_tokens,
+                             thinking=thinking, thinking_budget=budget, seed=seed, env=task.env,
+                             row=row if task.env else None)
+    # distinct objects per sample: later steps add per-sample fields (env_info, lengths) to each row
+    requests = [dataclasses.replace(request) for _ in range(size)]
+    return requests, [{**row, "thinking": thinking} for _ in range(size)], [response_prefix(text)] * size
+
+
+def informative(rewards: list[float], eps: float = 1e-8) -> bool:
+    """Whether a group's rewards differ: a group whose samples all scored the same has zero advantages
+    and teaches nothing (what DAPO's dynamic sampling filters out)."""
+    return max(rewards) - min(rewards) > eps

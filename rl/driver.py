@@ -29,10 +29,11 @@ from envs.tasks import Task, load_task
 from rewards.runner import RewardSpec, ScoreRequest, ScoreResult
 from rl import checkpoint, fault, grpo
 from rl.config import ConfigError, JudgeConfig, RewardModelConfig, TrainConfig, save_config, to_dict
-from rl.data import TaskMix
+from rl.data import TaskMix, group_requests, informative
+from rl.evaluate import evaluate
 from rl.metrics import RunLogger, rollout_metrics, write_rollouts
 from rl.models import resolve_model_path
-from rl.thinking import render_chat, response_prefix, sample_budget
+from rl.thinking import render_chat, sample_budget
 from rl.types import Rollout, RolloutRequest, TrainBatch
 
 log = logging.getLogger("rl")
@@ -82,6 +83,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 with fault.learner_guard(out, step, learners):
                     save_checkpoint(out, done, learners, cfg, logger.run_id)
             metrics["time/checkpoint"] = time.perf_counter() - t0
+            if cfg.run.eval_every and (done % cfg.run.eval_every == 0 or done == cfg.run.steps):
+                t0 = time.perf_counter()
+                metrics.update(evaluate(done, tasks, cfg, tokenizer, lambda reqs, rows, prefixes: _pair(rollout_round(
+                    reqs, rows, prefixes, rollout_workers, reward_workers, restarts, version=done,
+                    resync=lambda worker: sync_weights(learners, [worker], done, sync_dtype)))))
+                metrics["time/eval"] = time.perf_counter() - t0
             logger.log(done, metrics)
             logger.warn_if_idle(done, metrics)
         logger.close()
@@ -98,17 +105,18 @@ def grpo_step(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learner
     from rewards.worker import stats_in_pool
 
     timer = time.perf_counter()
-    requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer)
 
-    t0 = time.perf_counter()
-    rollouts = generate(rollout_workers, requests, restarts, version=step,
-                        resync=lambda worker: sync_weights(learners, [worker], step, sync_dtype))
-    t_generate = time.perf_counter() - t0
+    def one_round(round_: int, prompts: int) -> Round:
+        requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer, round_, prompts)
+        return rollout_round(requests, rows, prefixes, rollout_workers, reward_workers, restarts, version=step,
+                             resync=lambda worker: sync_weights(learners, [worker], step, sync_dtype))
 
-    t0 = time.perf_counter()
-    completions = [prefix + r.text for prefix, r in zip(prefixes, rollouts)]
-    scored = score(reward_workers, [ScoreRequest(c, row) for c, row in zip(completions, rows)], restarts)
-    t_reward = time.perf_counter() - t0
+    batch_round = one_round(0, cfg.rollout.prompts_per_step)
+    dynamic: dict[str, float] = {}
+    if cfg.data.dynamic_sampling:
+        batch_round, dynamic = dynamic_sampling(batch_round, one_round, cfg)
+    rollouts, completions, scored = batch_round.rollouts, batch_round.completions, batch_round.scored
+    t_generate, t_reward = batch_round.t_generate, batch_round.t_reward
 
     rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
     advantages = grpo.group_advantages(rewards, cfg.rollout.group_size, normalize_std=cfg.grpo.normalize_std,
@@ -126,9 +134,11 @@ def grpo_step(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learner
         write_rollouts(out / "rollouts" / f"step_{step + 1:06d}.jsonl", rollouts, scored, completions, advantages)
     generated = sum(sum(r.loss_mask) for r in rollouts)
     metrics = {k: sum(m[k] for m in rank_metrics) / len(rank_metrics) for k in rank_metrics[0]}
-    metrics.update(rollout_metrics(rollouts, scored, completions, rewards, cfg.rollout.group_size))
+    success = {t.name: (t.primary_reward, t.success_threshold) for t in mix.tasks}
+    metrics.update(rollout_metrics(rollouts, scored, completions, rewards, cfg.rollout.group_size, success))
     metrics.update(stats_in_pool(reward_workers))
     metrics.update(restarts.metrics())
+    metrics.update(dynamic)
     metrics.update({
         "time/generate": t_generate, "time/reward": t_reward, "time/train": t_train, "time/sync": t_sync,
         "time/step": time.perf_counter() - timer, "perf/gen_tokens": float(generated),
@@ -139,25 +149,85 @@ def grpo_step(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learner
 
 
 # ------------------------------------------------------------------------------------ step helpers
-def build_requests(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any
-                   ) -> tuple[list[RolloutRequest], list[dict[str, Any]], list[str]]:
-    """group_size requests per sampled prompt, plus the row and response prefix of each sample."""
+def build_requests(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, round_: int = 0,
+                   prompts: int | None = None) -> tuple[list[RolloutRequest], list[dict[str, Any]], list[str]]:
+    """group_size requests per sampled prompt, plus the row and response prefix of each sample. Round 0
+    is the step's batch; rounds >= 1 are dynamic sampling's extra draws (`TaskMix.sample_extra`)."""
     import random
 
+    n = cfg.rollout.prompts_per_step if prompts is None else prompts
+    draws = mix.sample(step, n) if round_ == 0 else mix.sample_extra(step, round_, n)
     requests, rows, prefixes = [], [], []
-    budget_rng = random.Random(f"{cfg.run.seed}-budget-{step}")
-    for p, draw in enumerate(mix.sample(step, cfg.rollout.prompts_per_step)):
-        text = render_chat(tokenizer, draw.task.messages(draw.row, draw.thinking), thinking=draw.thinking)
-        ids = tokenizer.encode(text, add_special_tokens=False)
+    budget_rng = random.Random(f"{cfg.run.seed}-budget-{step}" + (f"-r{round_}" if round_ else ""))
+    for p, draw in enumerate(draws):
         spec = draw.task.config.thinking_budget
         budget = sample_budget(spec, budget_rng) if spec is not None and draw.thinking else None
-        for g in range(cfg.rollout.group_size):
-            requests.append(RolloutRequest(
-                uid=f"{step + 1}-{p}", task=draw.task.name, prompt_ids=ids, max_new_tokens=cfg.rollout.max_new_tokens,
-                thinking=draw.thinking, thinking_budget=budget, seed=cfg.run.seed * 1_000_003 + step))
-            rows.append({**draw.row, "thinking": draw.thinking})
-            prefixes.append(response_prefix(text))
+        group = group_requests(draw.task, draw.row, draw.thinking, uid=f"{step + 1}-{p}" + (f"-r{round_}" if round_ else ""),
+                               size=cfg.rollout.group_size, max_new_tokens=cfg.rollout.max_new_tokens,
+                               seed=cfg.run.seed * 1_000_003 + step + 7919 * round_, budget=budget, tokenizer=tokenizer)
+        for part, out in zip(group, (requests, rows, prefixes)):
+            out.extend(part)
     return requests, rows, prefixes
+
+
+@dataclasses.dataclass
+class Round:
+    """One round of generation + scoring; dynamic sampling merges several (group_size samples per prompt,
+    in order)."""
+
+    rollouts: list[Rollout]
+    completions: list[str]
+    scored: list[ScoreResult]
+    t_generate: float = 0.0
+    t_reward: float = 0.0
+
+
+def rollout_round(requests: list[RolloutRequest], rows: list[dict[str, Any]], prefixes: list[str],
+                  rollout_workers: list, reward_workers: list, restarts: fault.Restarts, version: int,
+                  resync: Callable[[Any], Any]) -> Round:
+    """Generate `requests` and score the completions. Rewards get each row plus what only a rollout
+    knows: `response_tokens` and `max_new_tokens` (the `overlong` reward), and for agent episodes what
+    the env reported (its reward, success, turns) as `env_info`."""
+    t0 = time.perf_counter()
+    rollouts = generate(rollout_workers, requests, restarts, version=version, resync=resync)
+    t_generate = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    completions = [prefix + r.text for prefix, r in zip(prefixes, rollouts)]
+    rows = [{**row, "response_tokens": len(r.response_ids), "max_new_tokens": r.request.max_new_tokens,
+             **({"env_info": r.env_info} if r.request.env else {})} for row, r in zip(rows, rollouts)]
+    scored = score(reward_workers, [ScoreRequest(c, row) for c, row in zip(completions, rows)], restarts)
+    return Round(rollouts, completions, scored, t_generate, time.perf_counter() - t0)
+
+
+def _pair(r: Round) -> tuple[list[Rollout], list[ScoreResult]]:
+    return r.rollouts, r.scored
+
+
+def dynamic_sampling(first: Round, one_round: Callable[[int, int], Round], cfg: TrainConfig
+                     ) -> tuple[Round, dict[str, float]]:
+    """DAPO dynamic sampling: keep groups whose rewards differ, generate up to
+    `data.dynamic_sampling_rounds` extra rounds of prompts for the missing ones, and fill what is still
+    missing with zero-variance groups (their advantages are 0) so the batch keeps its size."""
+    G, P = cfg.rollout.group_size, cfg.rollout.prompts_per_step
+    kept: list[Round] = []
+    spare: list[Round] = []
+    timing = [first.t_generate, first.t_reward]
+    current, rounds = first, 0
+    while True:
+        for g in range(len(current.rollouts) // G):
+            group = Round(*(x[g * G:(g + 1) * G] for x in (current.rollouts, current.completions, current.scored)))
+            (kept if informative([s.reward for s in group.scored]) else spare).append(group)
+        if len(kept) >= P or rounds >= cfg.data.dynamic_sampling_rounds:
+            break
+        rounds += 1
+        current = one_round(rounds, P - len(kept))
+        timing = [timing[0] + current.t_generate, timing[1] + current.t_reward]
+    filled = max(0, P - len(kept))
+    groups = kept[:P] + spare[:filled]
+    merged = Round(*([x for grp in groups for x in getattr(grp, name)] for name in ("rollouts", "completions", "scored")),
+                   t_generate=timing[0], t_reward=timing[1])
+    return merged, {"rollout/dynamic_skipped": float(len(spare) - filled), "rollout/dynamic_rounds": float(rounds),
+                    "rollout/dynamic_filled": float(filled)}
 
 
 def generate(workers: list, requests: list[RolloutRequest], restarts: fault.Restarts | None = None,
@@ -234,7 +304,8 @@ def save_checkpoint(out: Path, step: int, learners: list, cfg: TrainConfig, run_
 def check_prompt_lengths(tasks: list[Task], tokenizer: Any, limit: int) -> None:
     for task in tasks:
         for i, row in enumerate(task.train + task.eval):
-            n = len(tokenizer.encode(render_chat(tokenizer, task.messages(row, True), thinking=True),
+            messages, tools = task.chat(row, True)
+            n = len(tokenizer.encode(render_chat(tokenizer, messages, thinking=True, tools=tools),
                                      add_special_tokens=False))
             if n > limit:
                 raise ConfigError(f"task {task.name!r} ({task.source}): row {i} renders to a {n}-token prompt, over "
