@@ -60,6 +60,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")  # files only: no display on servers
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = ["(all tasks)"] + task_names(records)
     cols = min(6, len(names))
@@ -73,6 +74,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             if steps:
                 ax.plot(steps, acc, ls="--", marker=".", label="accuracy")
         ax.set_title(name, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
