@@ -9,7 +9,7 @@ rendered text and tokenises it to the same ids, which is checked), the same rewa
 task's reward components called in-process as a TRL reward function, with the same weights), the
 same group size, max new tokens, batch (prompts x group per optimizer step, same micro-batch),
 learning rate, optimizer settings, clipping, loss aggregation, and number of steps. TRL needs
-`pip install -c .venv/constraints.txt '.[bench]'` (trl).
+`pip install -c .venv/constraints.txt -e '.[bench]'` (trl).
 
 Runs alternate (ours, TRL, ours, TRL with --repeats 2), each in its own process, one at a time.
 Ours is `rl train configs/tiny.yaml` with the overrides below; TRL is benchmarks/trl_grpo.py.
