@@ -217,6 +217,7 @@ def sft(cfg: SFTConfig) -> Path:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in to_dict(cfg).items() if k in SFT_SECTIONS}
+    del config["run"]["steps"]  # unused here, and rejected on load: config.yaml must load with `rl sft`
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     log.info("sft: %d rows, %d steps of %d rows, %d trained tokens per epoch", len(rows), len(steps),
              cfg.sft.batch_size, sum(sum(m) for _, m in rows))

@@ -129,4 +129,5 @@ def test_rl_sft_on_the_tiny_model_lowers_the_loss(tiny_model: Path, tmp_path: Pa
     # a random model starts near ln(vocab) ~ 11.9 nats; the repeated template and digits are learned fast
     assert sum(losses[-3:]) / 3 < losses[0] - 1.5 and losses[-1] < losses[6] < losses[0], losses
     assert (out / "checkpoints" / "step_000012" / "model" / "config.json").exists()
-    assert "sft" in (out / "config.yaml").read_text() and "rollout" not in (out / "config.yaml").read_text()
+    saved = load_sft_config(out / "config.yaml")                     # the run's config reloads as it ran
+    assert saved.sft.epochs == 3 and saved.sft.data == str(data) and saved.learner.lr == 3e-3
