@@ -25,7 +25,8 @@ def _free_port() -> int:
 
 def _learner(model, tmp_path):
     cfg = load_config("configs/tiny.yaml", [f"model.path={model}", "rollout.prompts_per_step=2", "rollout.group_size=2",
-                                            "learner.micro_batch_size=4", "learner.lr=1e-2", f"run.output_dir={tmp_path}"])
+                                            "learner.micro_batch_size=4", "learner.lr=1e-2", f"run.output_dir={tmp_path}",
+                                            "rollout.temperature=1.0"])  # the worker below samples at T=1
     learner = Learner(cfg, str(model), rank=0, world_size=1)
     learner.setup("127.0.0.1", _free_port())
     return learner
