@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from rewards.registry import load_object
+from rewards.registry import resolve
 
 Message = dict[str, Any]
 """A chat message: {"role": "system" | "user" | "assistant" | "tool", "content": str, ...}."""
@@ -116,18 +116,11 @@ BUILTIN_ENVS: dict[str, str] = {
     "store": "envs.agents.store:StoreEnv",
 }
 
-ACCEPTED_FORMS = ("a built-in name", "'package.module:Class'", "'path/to/file.py:Class'")
 
 
 def get_env(name: str) -> type[Env]:
     """The Env class for a built-in name or an import string; errors list the choices."""
-    if name in BUILTIN_ENVS:
-        cls = load_object(BUILTIN_ENVS[name], "env")
-    elif ":" in name:
-        cls = load_object(name, "env")
-    else:
-        raise ValueError(f"unknown env {name!r}. Built-ins: {sorted(BUILTIN_ENVS)}; accepted forms: "
-                         f"{', '.join(ACCEPTED_FORMS)}")
+    cls = resolve(name, BUILTIN_ENVS, "env", attr="Class")
     if not (isinstance(cls, type) and issubclass(cls, Env)):
         raise TypeError(f"env {name!r} resolved to {cls!r}, which is not a subclass of envs.base.Env; "
                         "subclass it and implement reset(row) and step(assistant_text)")

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from envs.base import absolute_env_name, env_prompt, get_env
 from rewards.base import required_fields
-from rewards.registry import get_reward, load_object
+from rewards.registry import get_reward, resolve
 from rewards.runner import RewardSpec
 from rl.config import ConfigError, TaskConfig
 from rl.thinking import wants_thinking
@@ -139,15 +139,13 @@ class Task:
 
 
 def get_task_spec(name: str) -> TaskSpec:
-    if name in BUILTIN_TASKS:
-        return load_object(BUILTIN_TASKS[name], "task")
-    if ":" in name:
-        spec = load_object(name, "task")
-        if not isinstance(spec, TaskSpec):
-            raise TypeError(f"task {name!r} must resolve to an envs.tasks.TaskSpec, got {type(spec).__name__}")
-        return spec
-    raise ConfigError(f"unknown task source {name!r}. Built-ins: {sorted(BUILTIN_TASKS)}; or give a data "
-                      "file (.jsonl/.json/.parquet/.csv), a hub dataset name, or 'pkg.module:SPEC'")
+    if name not in BUILTIN_TASKS and ":" not in name:
+        raise ConfigError(f"unknown task source {name!r}. Built-ins: {sorted(BUILTIN_TASKS)}; or give a data "
+                          "file (.jsonl/.json/.parquet/.csv), a hub dataset name, or 'pkg.module:SPEC'")
+    spec = resolve(name, BUILTIN_TASKS, "task", attr="SPEC")
+    if not isinstance(spec, TaskSpec):
+        raise TypeError(f"task {name!r} must resolve to an envs.tasks.TaskSpec, got {type(spec).__name__}")
+    return spec
 
 
 def load_task(cfg: TaskConfig, seed: int) -> Task:

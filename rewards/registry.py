@@ -40,7 +40,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "choice": "rewards.choice:choice_reward",
 }
 
-ACCEPTED_FORMS = ("a built-in name", "'package.module:function'", "'path/to/file.py:function'")
+ACCEPTED_FORMS = "a built-in name, 'package.module:{attr}', 'path/to/file.py:{attr}'"
 
 
 def load_object(spec: str, kind: str = "object") -> Any:
@@ -71,15 +71,20 @@ def load_object(spec: str, kind: str = "object") -> Any:
         raise ValueError(f"cannot load {kind} {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
 
 
+def resolve(name: str, table: dict[str, str], kind: str, attr: str = "function") -> Any:
+    """The one discovery mechanism for rewards, envs and tasks: a built-in name in `table`, or an
+    import string. An unknown name lists the built-ins and the accepted forms."""
+    if name in table:
+        return load_object(table[name], kind)
+    if ":" in name:
+        return load_object(name, kind)
+    raise ValueError(f"unknown {kind} {name!r}. Built-ins: {sorted(table)}; accepted forms: "
+                     + ACCEPTED_FORMS.format(attr=attr))
+
+
 def get_reward(name: str, **kwargs: Any) -> RewardFn:
     """Return the reward function for a built-in name or an import string, with `kwargs` bound."""
-    if name in BUILTIN_REWARDS:
-        fn = load_object(BUILTIN_REWARDS[name], "reward")
-    elif ":" in name:
-        fn = load_object(name, "reward")
-    else:
-        raise ValueError(f"unknown reward {name!r}. Built-ins: {sorted(BUILTIN_REWARDS)}; "
-                         f"accepted forms: {', '.join(ACCEPTED_FORMS)}")
+    fn = resolve(name, BUILTIN_REWARDS, "reward")
     if not callable(fn):
         raise TypeError(f"reward {name!r} resolved to {type(fn).__name__}, which is not callable")
     return functools.partial(fn, **kwargs) if kwargs else fn
