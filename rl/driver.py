@@ -85,9 +85,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             metrics["time/checkpoint"] = time.perf_counter() - t0
             if cfg.run.eval_every and (done % cfg.run.eval_every == 0 or done == cfg.run.steps):
                 t0 = time.perf_counter()
-                metrics.update(evaluate(done, tasks, cfg, tokenizer, lambda reqs, rows, prefixes: _pair(rollout_round(
-                    reqs, rows, prefixes, rollout_workers, reward_workers, restarts, version=done,
-                    resync=lambda worker: sync_weights(learners, [worker], done, sync_dtype)))))
+
+                def eval_round(reqs, rows, prefixes, version=done):  # generate + score with the current weights
+                    r = rollout_round(reqs, rows, prefixes, rollout_workers, reward_workers, restarts, version=version,
+                                      resync=lambda worker: sync_weights(learners, [worker], version, sync_dtype))
+                    return r.rollouts, r.scored
+
+                metrics.update(evaluate(done, tasks, cfg, tokenizer, eval_round))
                 metrics["time/eval"] = time.perf_counter() - t0
             logger.log(done, metrics)
             logger.warn_if_idle(done, metrics)
@@ -197,10 +201,6 @@ def rollout_round(requests: list[RolloutRequest], rows: list[dict[str, Any]], pr
              **({"env_info": r.env_info} if r.request.env else {})} for row, r in zip(rows, rollouts)]
     scored = score(reward_workers, [ScoreRequest(c, row) for c, row in zip(completions, rows)], restarts)
     return Round(rollouts, completions, scored, t_generate, time.perf_counter() - t0)
-
-
-def _pair(r: Round) -> tuple[list[Rollout], list[ScoreResult]]:
-    return r.rollouts, r.scored
 
 
 def dynamic_sampling(first: Round, one_round: Callable[[int, int], Round], cfg: TrainConfig
