@@ -14,7 +14,11 @@ vLLM's default multiprocess mode (which pins the worker to one core).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,6 +106,37 @@ class HFEngine:
                 state[name].copy_(tensor)
 
 
+@contextlib.contextmanager
+def _modules_hidden_from_vllm_kernel_scan() -> Iterator[None]:
+    """Take modules vLLM's CPU start-up would crash on out of `sys.modules` while `LLM()` starts.
+
+    Without Triton, vLLM's CPU platform rebinds kernels by walking every attribute of every loaded
+    module and calling `vars(value).get(...)` (vllm/triton_utils/dispatcher.py). Objects that proxy
+    `__dict__` break that: llvmlite's `ffi.lib`, loaded whenever numba is (bm25s imports numba, so the
+    search agent env and the RAG reward do), makes `LLM()` raise AttributeError. The modules are only
+    unlisted for the duration; every reference to them stays valid.
+    """
+    def scannable(module) -> bool:
+        namespace = getattr(module, "__dict__", None) or {}
+        for value in list(namespace.values()):
+            try:
+                if hasattr(value, "__dict__") and not isinstance(vars(value), Mapping):
+                    return False
+            except Exception:  # noqa: BLE001 - odd objects may raise anything on attribute access
+                continue
+        return True
+
+    with warnings.catch_warnings():  # deprecated module attributes warn when touched
+        warnings.simplefilter("ignore")
+        hidden = {name: module for name, module in list(sys.modules.items()) if not scannable(module)}
+    for name in hidden:
+        del sys.modules[name]
+    try:
+        yield
+    finally:
+        sys.modules.update(hidden)
+
+
 class VLLMEngine:
     """vLLM's offline `LLM`, in-process; weights updated through a worker extension (see below)."""
 
@@ -114,11 +149,12 @@ class VLLMEngine:
         kwargs = {}
         if not torch.cuda.is_available():
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
-        self.llm = LLM(
-            model=model_path, dtype="auto" if dtype == "auto" else dtype, seed=seed, enforce_eager=enforce_eager,
-            distributed_executor_backend="uni", gpu_memory_utilization=gpu_memory_utilization,
-            worker_extension_cls="rl.engines.VLLMWeightLoader", max_model_len=max_model_len,
-            logprobs_mode="processed_logprobs", **kwargs)
+        with _modules_hidden_from_vllm_kernel_scan():
+            self.llm = LLM(
+                model=model_path, dtype="auto" if dtype == "auto" else dtype, seed=seed,
+                enforce_eager=enforce_eager, distributed_executor_backend="uni",
+                gpu_memory_utilization=gpu_memory_utilization, worker_extension_cls="rl.engines.VLLMWeightLoader",
+                max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
         self.sampling = SamplingParams
         self.temperature, self.top_p = temperature, top_p
         self.dtype = self.llm.llm_engine.model_config.dtype
