@@ -108,6 +108,13 @@ class RolloutConfig:
     """vLLM CPU build: KV-cache size in GiB."""
     enforce_eager: bool = True
     """vLLM: skip CUDA-graph capture / torch.compile (faster start, fine for small models)."""
+    off_policy_steps: int = 0
+    """How many updates old the weights generating a batch may be. 0: synchronous, on-policy GRPO (each
+    batch is generated after the previous update). 1: one-step-off-policy: the next batch is generated
+    while the learner trains on this one (rl/pipeline.py); needs grpo.tis_cap to correct for the lag."""
+    sync_bucket_mb: float = 256.0
+    """Learner -> rollout weight sync goes in buckets of about this many MB: rank 0 gathers (ZeRO-3),
+    copies and publishes one bucket at a time, and workers fetch and load them one at a time."""
 
 
 @dataclass
@@ -213,7 +220,11 @@ class LearnerConfig:
     grad_clip: float = 1.0
     """Clip the global gradient norm (0 disables)."""
     micro_batch_size: int = 8
-    """Sequences per forward/backward pass on one rank."""
+    """Most sequences per forward/backward pass on one rank. Rows are sorted by length and each pass is
+    cut to its longest row, so short rows do not pay for long rows' padding."""
+    max_tokens_per_micro_batch: int = 0
+    """Token budget per forward/backward pass (rows x longest row of the pass), packing more short rows
+    into one pass (dynamic batching); 0: passes of `micro_batch_size` rows."""
     mini_batches: int = 1
     """Optimizer steps per rollout batch (the batch is split into this many mini-batches)."""
     epochs: int = 1
@@ -383,6 +394,14 @@ def validate(cfg: TrainConfig) -> None:
             f"{cfg.samples_per_step} samples per step (prompts_per_step x group_size) do not split into "
             f"learner.mini_batches={lrn.mini_batches} x learner.num_workers={lrn.num_workers} equal parts; "
             "change rollout.prompts_per_step or learner.mini_batches")
+    if r.off_policy_steps < 0 or r.sync_bucket_mb <= 0:
+        raise ConfigError("rollout.off_policy_steps must be >= 0 and rollout.sync_bucket_mb > 0")
+    if r.off_policy_steps > 0 and cfg.grpo.tis_cap is None:
+        raise ConfigError(f"rollout.off_policy_steps={r.off_policy_steps} trains on samples from older weights; "
+                          "set grpo.tis_cap (e.g. 2.0) so the loss corrects for it with truncated importance "
+                          "sampling, or set rollout.off_policy_steps=0")
+    if lrn.max_tokens_per_micro_batch < 0:
+        raise ConfigError(f"learner.max_tokens_per_micro_batch must be >= 0 (0: off), got {lrn.max_tokens_per_micro_batch}")
     if not 0 <= cfg.grpo.clip_low < 1 or cfg.grpo.clip_high < 0:
         raise ConfigError("grpo.clip_low must be in [0, 1) and grpo.clip_high >= 0")
     if cfg.grpo.kl_coef < 0:

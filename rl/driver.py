@@ -3,17 +3,23 @@
     rl train configs/tiny.yaml --steps 20
 
 One step, top to bottom (each phase is timed as time/<phase>):
+  `make_round`, in the RolloutsAhead thread (rl/pipeline.py):
+    newest weights learner rank 0 -> rollout workers, in buckets        time/sync
     sample prompts (rl/data.py) -> render chat prompts (rl/thinking.py)
     generate on RolloutWorkers (rl/rollout.py)                          time/generate
     score on RewardWorkers (rewards/worker.py)                          time/reward
-    group-normalised advantages (rl/grpo.py) -> padded TrainBatch
+  `grpo_step`, in the driver's thread, once the round is ready         time/wait_rollout
+    group-normalised advantages (rl/grpo.py) -> padded TrainBatch -> rollouts/step_N.jsonl
     GRPO updates on the DeepSpeed Learner ranks (rl/learner.py)         time/train
-    weights learner rank 0 -> rollout workers via the object store      time/sync
-    metrics.jsonl + wandb + rollouts/step_N.jsonl; checkpoint every N   time/checkpoint
+    publish the new weights (object refs) to the RolloutsAhead thread
+    metrics.jsonl + wandb; checkpoint every N                           time/checkpoint
+With rollout.off_policy_steps=0 the round waits for the previous update (synchronous GRPO); with 1 it
+is generated while the learner trains on the previous round.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import os
@@ -33,6 +39,7 @@ from rl.data import TaskMix, group_requests, informative
 from rl.evaluate import evaluate
 from rl.metrics import RunLogger, rollout_metrics, write_rollouts
 from rl.models import resolve_model_path
+from rl.pipeline import RolloutsAhead, Weights
 from rl.thinking import render_chat, sample_budget
 from rl.types import Rollout, RolloutRequest, TrainBatch
 
@@ -63,38 +70,48 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         judges = create_judges(cfg, judge_models) if judge_models else []
         reward_workers = create_reward_workers(cfg, tasks)
         sync_dtype = ray.get(rollout_workers[0].weight_dtype.remote())
+        restarts = fault.Restarts(cfg.cluster.max_actor_restarts)  # dead rollout/reward actors: retried
+        load = functools.partial(load_weights, rollout_workers, restarts=restarts)
+        weights = Weights(start_step)  # the workers start with the model's weights: version 0
         if resume_from is not None:
             ray.get([lrn.load.remote(str(resume_from)) for lrn in learners])
-            sync_weights(learners, rollout_workers, start_step, sync_dtype)
+            weights = publish_weights(learners, start_step, sync_dtype, cfg.rollout.sync_bucket_mb)
+            load(weights)
             log.info("resumed from %s at step %d", resume_from, start_step)
 
         logger = RunLogger(out, to_dict(cfg), mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
                            run_name=cfg.run.name, total_steps=cfg.run.steps, start_step=start_step,
                            progress_bar=cfg.logging.progress_bar, run_id=run_id)
-        restarts = fault.Restarts(cfg.cluster.max_actor_restarts)  # dead rollout/reward actors: retried
-        # 3. The step loop.
-        for step in range(start_step, cfg.run.steps):
-            with fault.learner_guard(out, step, learners):  # a dead learner ends the run at its last checkpoint
-                metrics = grpo_step(step, cfg, mix, tokenizer, learners, rollout_workers, reward_workers,
-                                    sync_dtype, out, restarts)
-            t0 = time.perf_counter()
-            done = step + 1
-            if done == cfg.run.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0):
-                with fault.learner_guard(out, step, learners):
-                    save_checkpoint(out, done, learners, cfg, logger.run_id)
-            metrics["time/checkpoint"] = time.perf_counter() - t0
-            if cfg.run.eval_every and (done % cfg.run.eval_every == 0 or done == cfg.run.steps):
+
+        def produce(step: int, loaded: Weights) -> Round:  # runs in the RolloutsAhead thread
+            return make_round(step, cfg, mix, tokenizer, rollout_workers, reward_workers, restarts, loaded, load)
+
+        # 3. The step loop. Rollouts come from a background thread, at most rollout.off_policy_steps
+        # updates behind the learner (0: synchronous); see rl/pipeline.py.
+        ahead = RolloutsAhead(produce, load, start_step, cfg.run.steps, cfg.rollout.off_policy_steps, weights)
+        try:
+            for step in range(start_step, cfg.run.steps):
+                with fault.learner_guard(out, step, learners):  # a dead learner ends the run at its last checkpoint
+                    batch_round = ahead.take(step)
+                    metrics = grpo_step(step, batch_round, cfg, mix, tokenizer, learners, reward_workers, out,
+                                        restarts)
+                    weights = publish_weights(learners, step + 1, sync_dtype, cfg.rollout.sync_bucket_mb)
+                    ahead.publish(weights)
                 t0 = time.perf_counter()
-
-                def eval_round(reqs, rows, prefixes, version=done):  # generate + score with the current weights
-                    r = rollout_round(reqs, rows, prefixes, rollout_workers, reward_workers, restarts, version=version,
-                                      resync=lambda worker: sync_weights(learners, [worker], version, sync_dtype))
-                    return r.rollouts, r.scored
-
-                metrics.update(evaluate(done, tasks, cfg, tokenizer, eval_round))
-                metrics["time/eval"] = time.perf_counter() - t0
-            logger.log(done, metrics)
-            logger.warn_if_idle(done, metrics)
+                done = step + 1
+                if done == cfg.run.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0):
+                    with fault.learner_guard(out, step, learners):
+                        save_checkpoint(out, done, learners, cfg, logger.run_id)
+                metrics["time/checkpoint"] = time.perf_counter() - t0
+                if cfg.run.eval_every and (done % cfg.run.eval_every == 0 or done == cfg.run.steps):
+                    t0 = time.perf_counter()
+                    metrics.update(evaluate(done, tasks, cfg, tokenizer,
+                                            eval_round(rollout_workers, reward_workers, restarts, weights, load)))
+                    metrics["time/eval"] = time.perf_counter() - t0
+                logger.log(done, metrics)
+                logger.warn_if_idle(done, metrics)
+        finally:
+            ahead.close()
         logger.close()
     finally:
         if started_ray:
@@ -102,52 +119,57 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return out
 
 
-def grpo_step(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learners: list, rollout_workers: list,
-              reward_workers: list, sync_dtype: str, out: Path, restarts: fault.Restarts) -> dict[str, float]:
+def make_round(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, rollout_workers: list,
+               reward_workers: list, restarts: fault.Restarts, weights: Weights,
+               load: Callable[..., float]) -> Round:
+    """Step `step`'s batch, generated and scored with `weights` in the rollout workers (plus dynamic
+    sampling's extra rounds). A rollout worker that restarts is given `weights` again."""
+    def one_round(round_: int, prompts: int) -> Round:
+        requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer, round_, prompts)
+        return rollout_round(requests, rows, prefixes, rollout_workers, reward_workers, restarts,
+                             version=weights.version, resync=lambda worker: load(weights, workers=[worker]))
+
+    batch_round = one_round(0, cfg.rollout.prompts_per_step)
+    if cfg.data.dynamic_sampling:
+        batch_round, batch_round.extra = dynamic_sampling(batch_round, one_round, cfg)
+    return batch_round
+
+
+def grpo_step(step: int, batch_round: Round, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learners: list,
+              reward_workers: list, out: Path, restarts: fault.Restarts) -> dict[str, float]:
+    """Advantages, one round of GRPO updates on the learners, rollouts to disk, and the step's metrics."""
     import ray
 
     from rewards.worker import stats_in_pool
 
     timer = time.perf_counter()
-
-    def one_round(round_: int, prompts: int) -> Round:
-        requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer, round_, prompts)
-        return rollout_round(requests, rows, prefixes, rollout_workers, reward_workers, restarts, version=step,
-                             resync=lambda worker: sync_weights(learners, [worker], step, sync_dtype))
-
-    batch_round = one_round(0, cfg.rollout.prompts_per_step)
-    dynamic: dict[str, float] = {}
-    if cfg.data.dynamic_sampling:
-        batch_round, dynamic = dynamic_sampling(batch_round, one_round, cfg)
     rollouts, completions, scored = batch_round.rollouts, batch_round.completions, batch_round.scored
-    t_generate, t_reward = batch_round.t_generate, batch_round.t_reward
-
     rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
     advantages = grpo.group_advantages(rewards, cfg.rollout.group_size, normalize_std=cfg.grpo.normalize_std,
                                        eps=cfg.grpo.eps)
     batch = collate(rollouts, advantages, pad_id=tokenizer.pad_token_id or 0)
+    if cfg.logging.log_rollouts:  # before training: a crash in the update keeps this batch on disk
+        write_rollouts(out / "rollouts" / f"step_{step + 1:06d}.jsonl", rollouts, scored, completions, advantages)
 
     t0 = time.perf_counter()
     parts = batch.split(len(learners))
     rank_metrics = ray.get([lrn.train.remote(part) for lrn, part in zip(learners, parts)])
     t_train = time.perf_counter() - t0
 
-    t_sync = sync_weights(learners, rollout_workers, step + 1, sync_dtype, restarts)
-
-    if cfg.logging.log_rollouts:
-        write_rollouts(out / "rollouts" / f"step_{step + 1:06d}.jsonl", rollouts, scored, completions, advantages)
     generated = sum(sum(r.loss_mask) for r in rollouts)
     metrics = {k: sum(m[k] for m in rank_metrics) / len(rank_metrics) for k in rank_metrics[0]}
     success = {t.name: (t.primary_reward, t.success_threshold) for t in mix.tasks}
     metrics.update(rollout_metrics(rollouts, scored, completions, rewards, cfg.rollout.group_size, success))
     metrics.update(stats_in_pool(reward_workers))
     metrics.update(restarts.metrics())
-    metrics.update(dynamic)
+    metrics.update(batch_round.extra)
+    step_s = time.perf_counter() - timer + batch_round.t_wait  # waiting for the round is part of the step
     metrics.update({
-        "time/generate": t_generate, "time/reward": t_reward, "time/train": t_train, "time/sync": t_sync,
-        "time/step": time.perf_counter() - timer, "perf/gen_tokens": float(generated),
-        "perf/gen_tokens_per_s": generated / max(t_generate, 1e-9),
-        "perf/samples_per_s": len(rollouts) / max(time.perf_counter() - timer, 1e-9),
+        "time/generate": batch_round.t_generate, "time/reward": batch_round.t_reward, "time/train": t_train,
+        "time/sync": batch_round.t_sync, "time/wait_rollout": batch_round.t_wait, "time/step": step_s,
+        "rollout/staleness": float(step - batch_round.weights_version), "perf/gen_tokens": float(generated),
+        "perf/gen_tokens_per_s": generated / max(batch_round.t_generate, 1e-9),
+        "perf/samples_per_s": len(rollouts) / max(step_s, 1e-9),
     })
     return metrics
 
@@ -184,6 +206,14 @@ class Round:
     scored: list[ScoreResult]
     t_generate: float = 0.0
     t_reward: float = 0.0
+    t_sync: float = 0.0
+    """Loading the weights it was generated with into the rollout workers (0 if they held them)."""
+    t_wait: float = 0.0
+    """How long the driver waited for it after the previous update (all of generate + reward when
+    synchronous; less when it was generated ahead, rl/pipeline.py)."""
+    weights_version: int = 0
+    extra: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Dynamic sampling's metrics."""
 
 
 def rollout_round(requests: list[RolloutRequest], rows: list[dict[str, Any]], prefixes: list[str],
@@ -274,22 +304,45 @@ def collate(rollouts: list[Rollout], advantages: torch.Tensor, pad_id: int) -> T
     return TrainBatch(input_ids, attention, loss_mask, advantages.float(), behavior)
 
 
-def sync_weights(learners: list, rollout_workers: list, version: int, dtype: str,
-                 restarts: fault.Restarts | None = None) -> float:
-    """Learner rank 0's weights -> every rollout worker. The object ref from rank 0 is handed to the
-    workers directly; all ranks take part (ZeRO-3 gathers collectively). With `restarts`, a rollout
-    worker that dies meanwhile is counted and re-synced before it next generates (see `generate`)."""
+def publish_weights(learners: list, version: int, dtype: str, bucket_mb: float) -> Weights:
+    """Ask every learner rank for its weight buckets (all take part: ZeRO-3 gathers collectively);
+    returns at once with the object refs, which `load_weights` hands to the rollout workers."""
+    return Weights(version, tuple(lrn.weight_buckets.remote(dtype, bucket_mb) for lrn in learners))
+
+
+def load_weights(rollout_workers: list, weights: Weights, restarts: fault.Restarts | None = None,
+                 workers: list | None = None) -> float:
+    """Learner rank 0's weight buckets -> the rollout workers (`workers`: a subset, for a restarted
+    one); returns seconds until all have loaded them. Rank 0's ref goes to the workers as it is (Ray
+    resolves it to the bucket refs in each worker), so the weights never pass through the driver.
+    With `restarts`, a worker that dies meanwhile is counted and re-synced before it next generates."""
     import ray
 
+    if not weights.refs:  # the model's own weights, which every worker (also a restarted one) starts with
+        return 0.0
     t0 = time.perf_counter()
-    refs = [lrn.named_weights.remote(dtype) for lrn in learners]
-    loads = [w.load_weights.remote(refs[0], version) for w in rollout_workers]
-    ray.get(refs[1:])
+    targets = rollout_workers if workers is None else workers
+    loads = [w.load_weights.remote(weights.refs[0], weights.version) for w in targets]
+    ray.get(list(weights.refs[1:]))  # the other ranks' part of a ZeRO-3 gather: surface their errors
     if restarts is None:
         ray.get(loads)
     else:
-        restarts.tolerate("rollout", rollout_workers, loads)
+        restarts.tolerate("rollout", targets, loads)
     return time.perf_counter() - t0
+
+
+def eval_round(rollout_workers: list, reward_workers: list, restarts: fault.Restarts, weights: Weights,
+               load: Callable[..., float]) -> Callable:
+    """rl.evaluate's `generate + score` callback, with the learner's newest weights: they are loaded
+    first, since the rollout workers may hold older ones (the last update, or off-policy lag)."""
+    load(weights)
+
+    def run(requests, rows, prefixes):
+        r = rollout_round(requests, rows, prefixes, rollout_workers, reward_workers, restarts, version=weights.version,
+                          resync=lambda worker: load(weights, workers=[worker]))
+        return r.rollouts, r.scored
+
+    return run
 
 
 def save_checkpoint(out: Path, step: int, learners: list, cfg: TrainConfig, run_id: str | None) -> None:

@@ -18,7 +18,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,7 +38,7 @@ class Engine(Protocol):
 
     def generate(self, prompts: list[list[int]], max_tokens: list[int]) -> list[EngineOutput]: ...
 
-    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None: ...
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
 
 
 def default_dtype(device: str) -> torch.dtype:
@@ -96,7 +96,7 @@ class HFEngine:
             results.append(EngineOutput(tokens[:n], logprobs[row, :n].tolist(), "stop" if end else "length"))
         return results
 
-    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         state = self.model.state_dict()
         with torch.no_grad():
             for name, tensor in named_tensors:
@@ -175,7 +175,7 @@ class VLLMEngine:
             outputs[i] = EngineOutput(ids, logprobs, "length" if choice.finish_reason == "length" else "stop")
         return outputs
 
-    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         self.llm.collective_rpc("load_named_tensors", args=(named_tensors,))
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
 
@@ -188,7 +188,7 @@ class VLLMWeightLoader:
     would take a file path or an NCCL broadcast here instead.
     """
 
-    def load_named_tensors(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+    def load_named_tensors(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         # reload_weights (not model.load_weights): it re-runs the post-load processing that the CPU
         # build applies (weight repacking), without which the next load fails on repacked params.
         self.model_runner.reload_weights(weights_iterator=iter(named_tensors))

@@ -103,18 +103,61 @@ class Learner:
         return micro, -(-per_rank // micro)
 
     # ------------------------------------------------------------------------------------- training
-    def _logprobs(self, model: Any, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token logprobs (B, T-1) of input_ids[:, 1:] and the logits (B, T-1, V) they came from."""
+    def _logprobs(self, model: Any, mb: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, slice]:
+        """Logprobs (B, W) and logits (B, W, V) of the label columns `cols` of input_ids[:, 1:] only.
+
+        `cols` spans the columns where any row has a trained token: the model runs on every position
+        (prompt tokens are context), but the vocabulary projection and softmax, a fifth of a small
+        model's FLOPs and most of its memory traffic, only run where a label is trained
+        (`logits_to_keep`, as TRL does)."""
         dev = _device()
-        logits = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev)).logits
-        logits = logits[:, :-1].float() / self.cfg.rollout.temperature
-        return grpo.logprobs_from_logits(logits, batch.input_ids[:, 1:].to(dev)), logits
+        cols = _loss_window(mb.loss_mask)
+        kwargs = {"logits_to_keep": torch.arange(cols.start, cols.stop)} if self._keeps_logits(model) else {}
+        logits = model(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev), **kwargs).logits
+        if not kwargs:  # a model class without logits_to_keep: project everything, keep the window
+            logits = logits[:, cols]
+        logits = logits.float() / self.cfg.rollout.temperature
+        labels = mb.input_ids[:, cols.start + 1:cols.stop + 1].to(dev)
+        return grpo.logprobs_from_logits(logits, labels), logits, cols
+
+    @staticmethod
+    def _keeps_logits(model: Any) -> bool:
+        import inspect
+
+        module = getattr(model, "module", model)  # the DeepSpeed engine wraps the HF model
+        return "logits_to_keep" in inspect.signature(module.forward).parameters
+
+    def _micro_batches(self, batch: TrainBatch, rows: torch.Tensor) -> list[tuple[torch.Tensor, TrainBatch]]:
+        """Split `rows` of `batch` into passes: longest rows first, each pass cut to its longest row,
+        at most `micro_batch_size` rows and (if set) `max_tokens_per_micro_batch` padded tokens."""
+        lrn = self.cfg.learner
+        lengths = batch.attention_mask[rows].sum(dim=1)
+        order = rows[torch.argsort(lengths, descending=True, stable=True)]
+        passes: list[list[int]] = []
+        for i in order.tolist():
+            if passes:
+                current, width = passes[-1], int(batch.attention_mask[passes[-1][0]].sum())
+                fits = len(current) < lrn.micro_batch_size and (
+                    not lrn.max_tokens_per_micro_batch or (len(current) + 1) * width <= lrn.max_tokens_per_micro_batch)
+                if fits:
+                    current.append(i)
+                    continue
+            passes.append([i])
+        out = []
+        for p in passes:
+            idx = torch.tensor(p)
+            width = int(batch.attention_mask[idx].sum(dim=1).max())
+            out.append((idx, TrainBatch(*(t[idx][:, :width] if t.dim() == 2 else t[idx] for t in batch.tensors()))))
+        return out
 
     @torch.no_grad()
     def _frozen_logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
-        micro, _ = self._micro_plan()
-        parts = [self._logprobs(model, mb)[0] for mb in _chunks(batch, micro)]
-        return torch.cat(parts)
+        """(B, T-1) logprobs of every trained label (0 elsewhere), in passes as training makes them."""
+        out = torch.zeros(batch.input_ids.shape[0], batch.input_ids.shape[1] - 1)
+        for idx, mb in self._micro_batches(batch, torch.arange(len(batch.input_ids))):
+            logprobs, _, cols = self._logprobs(model, mb)
+            out[idx, cols] = logprobs.cpu()
+        return out
 
     def train(self, batch: TrainBatch) -> dict[str, float]:
         """All GRPO updates for this rank's share of one rollout batch; returns mean metrics."""
@@ -122,9 +165,8 @@ class Learner:
         start = time.perf_counter()
         self.engine.train()
         multi_update = cfg.learner.mini_batches > 1 or cfg.learner.epochs > 1
-        old_all = self._frozen_logprobs(self.engine, batch).cpu() if multi_update else None
-        ref_all = self._frozen_logprobs(self.ref_model, batch).cpu() if self.ref_model is not None else None
-        micro, gas = self._micro_plan()
+        old_all = self._frozen_logprobs(self.engine, batch) if multi_update else None
+        ref_all = self._frozen_logprobs(self.ref_model, batch) if self.ref_model is not None else None
         sums: dict[str, float] = {}
         grad_norms: list[float] = []
         count = 0
@@ -132,27 +174,30 @@ class Learner:
         for _ in range(cfg.learner.epochs):
             for mini_idx in index.chunk(cfg.learner.mini_batches):
                 mini_tokens = batch.loss_mask[mini_idx, 1:].sum().clamp(min=1)
-                for idx in mini_idx.split(micro):
-                    mb = TrainBatch(*(t[idx] for t in batch.tensors()))
-                    logprobs, logits = self._logprobs(self.engine, mb)
+                passes = self._micro_batches(batch, mini_idx)
+                for n, (idx, mb) in enumerate(passes):
+                    # The pass count varies with lengths, so the optimizer-step boundary is set here
+                    # rather than counted by DeepSpeed from a fixed gradient_accumulation_steps.
+                    self.engine.set_gradient_accumulation_boundary(n == len(passes) - 1)
+                    logprobs, logits, cols = self._logprobs(self.engine, mb)
                     dev = logprobs.device
-                    mask = mb.loss_mask[:, 1:].to(dev).float()
-                    old = old_all[idx].to(dev) if old_all is not None else logprobs.detach()
+                    mask = mb.loss_mask[:, 1:][:, cols].to(dev).float()
+                    old = old_all[idx][:, cols].to(dev) if old_all is not None else logprobs.detach()
                     loss, metrics = grpo.policy_loss(
                         logprobs, old, mb.advantages.to(dev), mask, clip_low=g.clip_low, clip_high=g.clip_high,
                         loss_agg=g.loss_agg, max_tokens=cfg.rollout.max_new_tokens,
-                        behavior_logprobs=mb.behavior_logprobs[:, 1:].to(dev) if g.tis_cap else None,
+                        behavior_logprobs=mb.behavior_logprobs[:, 1:][:, cols].to(dev) if g.tis_cap else None,
                         tis_cap=g.tis_cap)
                     metrics["loss/pg"] = loss.detach()
                     if ref_all is not None:
-                        kl = grpo.kl_loss(logprobs, ref_all[idx].to(dev), mask, estimator=g.kl_estimator,
+                        kl = grpo.kl_loss(logprobs, ref_all[idx][:, cols].to(dev), mask, estimator=g.kl_estimator,
                                           loss_agg=g.loss_agg, max_tokens=cfg.rollout.max_new_tokens)
                         loss = loss + g.kl_coef * kl
                         metrics["loss/kl"] = kl.detach()
-                    # DeepSpeed divides by `gas`; re-weight so a mini-batch's token-mean counts every
-                    # token once however the micro-batches split it.
-                    weight = mask.sum() / mini_tokens * gas if g.loss_agg == "token-mean" else len(idx) / len(mini_idx) * gas
-                    self.engine.backward(loss * weight)
+                    # Weight each pass by its share of the mini-batch, so the mini-batch's token-mean
+                    # (or sequence-mean) counts every token (sequence) once however the passes split it.
+                    weight = mask.sum() / mini_tokens if g.loss_agg == "token-mean" else len(idx) / len(mini_idx)
+                    self.engine.backward(loss * weight, scale_wrt_gas=False)
                     if self.engine.is_gradient_accumulation_boundary():
                         grad_norms.append(self._grad_norm())
                     self.engine.step()
@@ -168,6 +213,7 @@ class Learner:
         out["actor/lr"] = float(self.engine.get_lr()[0])
         out["time/train_rank"] = time.perf_counter() - start
         out["learner/tokens"] = float(batch.attention_mask.sum())
+        out["learner/passes"] = float(count)
         return out
 
     def sft_train(self, batch: SFTBatch) -> dict[str, float]:
@@ -221,23 +267,48 @@ class Learner:
     def named_weights(self, dtype: str | None = None) -> list[tuple[str, torch.Tensor]] | None:
         """Full weights as CPU tensors on rank 0 (None elsewhere). Every rank must call it: under
         ZeRO-3 the parameters are gathered collectively."""
+        buckets = list(self._weight_buckets(dtype, bucket_bytes=float("inf")))
+        return [t for bucket in buckets for t in bucket] if self.rank == 0 else None
+
+    def weight_buckets(self, dtype: str | None, bucket_mb: float) -> list[Any] | None:
+        """The weight sync's sender: on rank 0, object refs of buckets of about `bucket_mb` MB of
+        (name, tensor) pairs, each put in Ray's object store as soon as it is copied, so this process
+        never holds a second full copy (RolloutWorker.load_weights fetches them one by one). None on
+        the other ranks, which must call it too (ZeRO-3 gathers each bucket collectively)."""
+        import ray
+
+        refs = [ray.put(bucket) for bucket in self._weight_buckets(dtype, bucket_mb * 2**20) if bucket is not None]
+        return refs if self.rank == 0 else None
+
+    def _weight_buckets(self, dtype: str | None, bucket_bytes: float):
+        """Yields one bucket (a list of CPU (name, tensor) pairs, cast to `dtype`) at a time on rank 0,
+        None on other ranks. Parameters are grouped in declaration order, the same on every rank."""
         import deepspeed
 
+        cast = getattr(torch, dtype) if dtype else None
         params = list(self.engine.module.named_parameters())
-        gather = deepspeed.zero.GatheredParameters([p for _, p in params], enabled=self.cfg.learner.zero_stage == 3)
-        with gather:
-            if self.rank != 0:
-                return None
-            cast = getattr(torch, dtype) if dtype else None
-            out = []
-            for name, p in params:
-                t = p.detach().to("cpu", copy=True)
-                out.append((name, t.to(cast) if cast is not None else t))
-            if self.tie_embeddings and "lm_head.weight" not in dict(out):
-                # named_parameters() lists a tied matrix once; vLLM keeps a separate lm_head copy after
-                # loading, which stays stale unless the tied weight is also sent under its own name
-                out.append(("lm_head.weight", dict(out)["model.embed_tokens.weight"]))
-            return out
+        groups: list[list[tuple[str, Any]]] = [[]]
+        size = 0
+        for name, p in params:
+            numel = getattr(p, "ds_numel", p.numel())  # ZeRO-3 keeps a 0-size local shard; ds_numel is the full size
+            nbytes = numel * (cast or p.dtype).itemsize
+            if groups[-1] and size + nbytes > bucket_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append((name, p))
+            size += nbytes
+        for group in groups:
+            with deepspeed.zero.GatheredParameters([p for _, p in group], enabled=self.cfg.learner.zero_stage == 3):
+                if self.rank != 0:
+                    yield None
+                    continue
+                bucket = [(name, p.detach().to("cpu", dtype=cast or p.dtype, copy=True)) for name, p in group]
+                names = [name for name, _ in bucket]
+                if self.tie_embeddings and "model.embed_tokens.weight" in names and "lm_head.weight" not in dict(params):
+                    # named_parameters() lists a tied matrix once; vLLM keeps a separate lm_head copy after
+                    # loading, which stays stale unless the tied weight is also sent under its own name
+                    bucket.append(("lm_head.weight", bucket[names.index("model.embed_tokens.weight")][1]))
+                yield bucket
 
     def save(self, path: str, client_state: dict[str, Any]) -> None:
         """DeepSpeed state (model, optimizer, scheduler) + an HF model folder for use elsewhere."""
@@ -263,9 +334,12 @@ class Learner:
         return client_state or {}
 
 
-def _chunks(batch: TrainBatch, size: int) -> list[TrainBatch]:
-    n = len(batch.input_ids)
-    return [TrainBatch(*(t[i:i + size] for t in batch.tensors())) for i in range(0, n, size)]
+def _loss_window(loss_mask: torch.Tensor) -> slice:
+    """Columns of loss_mask[:, 1:] from the first to the last trained label of any row (at least one)."""
+    cols = loss_mask[:, 1:].any(dim=0).nonzero().flatten()
+    if len(cols) == 0:
+        return slice(0, 1)
+    return slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _node_ip() -> str:

@@ -105,10 +105,18 @@ class RolloutWorker:
         for a bf16 engine)."""
         return str(self.engine.dtype).removeprefix("torch.")
 
-    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]], version: int) -> float:
-        """Load the learner's weights (Ray resolves the object ref the driver passes straight from
-        learner rank 0, so the driver never holds a copy); returns seconds spent."""
+    def load_weights(self, weights: list, version: int) -> float:
+        """Load the learner's weights: (name, tensor) pairs, or object refs of buckets of them (the
+        driver passes learner rank 0's `weight_buckets` result straight through, so the driver never
+        holds a copy). Buckets are fetched lazily as the engine consumes them, so this process holds
+        at most one bucket besides the model. Returns seconds spent."""
+        import itertools
+
         start = time.perf_counter()
-        self.engine.load_weights(named_tensors)
+        if weights and not isinstance(weights[0], tuple):
+            import ray
+
+            weights = itertools.chain.from_iterable(ray.get(ref) for ref in weights)
+        self.engine.load_weights(weights)
         self.weights_version = version
         return time.perf_counter() - start

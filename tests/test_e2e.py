@@ -105,3 +105,16 @@ def test_two_learner_ranks_with_zero3(tiny_model, tmp_path):
     initial = load_file(tiny_model / "model.safetensors")
     assert set(trained) >= set(initial) - {"lm_head.weight"}
     assert any(not (trained[k] == initial[k]).all() for k in initial if k in trained)
+
+
+def test_one_step_off_policy_overlaps_generation_and_stays_one_update_behind(tiny_model, tmp_path):
+    run = tmp_path / "run"
+    proc = _run(["train", "configs/tiny.yaml", *tiny_overrides(tiny_model, run, **{
+        "run.steps": 3, "rollout.off_policy_steps": 1, "grpo.tis_cap": 2.0, "checkpoint.every": 0})])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = _metrics(run)
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    # round 1 (step 2) is generated with the initial weights while the learner makes update 1, and
+    # round 2 with update 1 while it makes update 2: one update behind, never more
+    assert [m["rollout/staleness"] for m in metrics] == [0.0, 1.0, 1.0]
+    assert all(0 < m["pg/tis_weight_mean"] <= 2.0 for m in metrics)  # the correction is applied, truncated

@@ -1,0 +1,110 @@
+"""Rollouts ahead of the learner: one background thread generates and scores each step's batch as
+soon as weights recent enough for it are out, so generation overlaps training.
+
+    ahead = RolloutsAhead(produce, load, first_step=0, last_step=N, staleness=1, weights=Weights(0))
+    for step in range(N):
+        batch = ahead.take(step)                   # waits for round `step`
+        ... train on it ...
+        ahead.publish(Weights(step + 1, refs))     # the learner's new weights (object refs)
+    ahead.close()
+
+Round s may be generated with any weights version >= s - staleness (version v = after v updates):
+- staleness 0 is synchronous, on-policy GRPO: round s waits for the update made on round s-1;
+- staleness 1 is one-step-off-policy (verl's "one step off", OpenRLHF's async mode): round s+1
+  is generated with version s while the learner makes update s+1 on round s. Its samples are one
+  update old; `grpo.tis_cap` corrects for it (truncated importance sampling, rl/grpo.py).
+
+Before generating, the thread loads the newest published weights into the rollout workers if they
+hold older ones. Only the driver's thread calls the learners (ZeRO-3 gathers are collective, so two
+threads submitting to the ranks could order them differently on different ranks); this thread only
+reads the weight objects the driver published.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """A weights version and where to read it: `refs[0]` is learner rank 0's list of weight buckets
+    (rl/learner.py `weight_buckets`), the other ranks' refs only report their errors. No refs: the
+    rollout workers already hold this version (the initial weights, or loaded at start-up)."""
+
+    version: int
+    refs: tuple[Any, ...] = ()
+
+
+class RolloutsAhead:
+    """`produce(step, weights)` makes round `step` with the rollout workers holding `weights`;
+    `load(weights)` puts `weights` into every rollout worker and returns the seconds it took."""
+
+    def __init__(self, produce: Callable[[int, Weights], Any], load: Callable[[Weights], float], first_step: int,
+                 last_step: int, staleness: int, weights: Weights):
+        if staleness < 0:
+            raise ValueError(f"staleness must be >= 0, got {staleness}")
+        self._produce, self._load, self.staleness = produce, load, staleness
+        self._published = self._loaded = weights
+        self._ready: dict[int, Any] = {}
+        self._error: BaseException | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, args=(first_step, last_step), daemon=True,
+                                        name="rollouts-ahead")
+        self._thread.start()
+
+    @property
+    def loaded(self) -> Weights:
+        """The weights the rollout workers hold (or are being given)."""
+        return self._loaded
+
+    def _run(self, first_step: int, last_step: int) -> None:
+        try:
+            for step in range(first_step, last_step):
+                with self._cond:
+                    self._cond.wait_for(lambda: self._closed or self._published.version >= step - self.staleness)
+                    if self._closed:
+                        return
+                    newest = self._published
+                t_sync = 0.0
+                if newest.version > self._loaded.version:
+                    self._loaded = newest
+                    t_sync = self._load(newest)
+                round_ = self._produce(step, self._loaded)
+                round_.t_sync, round_.weights_version = t_sync, self._loaded.version
+                with self._cond:
+                    self._ready[step] = round_
+                    self._cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread, which raises it
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def take(self, step: int) -> Any:
+        """Round `step` once it is ready (its `t_wait`: how long this call waited); re-raises whatever
+        made the background thread fail."""
+        t0 = time.perf_counter()
+        with self._cond:
+            self._cond.wait_for(lambda: step in self._ready or self._error is not None)
+            if step not in self._ready:
+                raise self._error  # type: ignore[misc]
+            round_ = self._ready.pop(step)
+        round_.t_wait = time.perf_counter() - t0
+        return round_
+
+    def publish(self, weights: Weights) -> None:
+        """The learner's weights after `weights.version` updates are available."""
+        with self._cond:
+            self._published = weights
+            self._cond.notify_all()
+
+    def close(self, timeout_s: float = 0.0) -> None:
+        """Stop before the next round. A round being generated finishes (or fails when Ray shuts down)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if timeout_s:
+            self._thread.join(timeout_s)
