@@ -62,7 +62,8 @@ def synthetic_batch(rows: int, prompt_len: int, response_len: int, vocab_size: i
     loss_mask = torch.zeros(rows, width, dtype=torch.long)
     loss_mask[:, prompt_len:] = 1
     return TrainBatch(input_ids, torch.ones(rows, width, dtype=torch.long), loss_mask,
-                      torch.randn(rows, generator=gen), torch.zeros(rows, width))
+                      torch.randn(rows, generator=gen), torch.zeros(rows, width),
+                      torch.full((rows,), prompt_len, dtype=torch.long))
 
 
 def measure_learner(cfg: Any, model_path: str, steps: int, prompt_len: int, response_len: int) -> dict[str, Any]:

@@ -18,8 +18,10 @@ Definitions (also written to the JSON):
 - generated tokens/s end to end = generated tokens (completion tokens incl. EOS, all steps) / total
   step time (the sum of time/step: start-up, model loading and checkpointing are excluded);
 - samples/s = prompts x group x steps / total step time;
-- step split = mean seconds per step in generate / reward / train / weight sync; other = the rest
-  (building requests, collating, metrics; for TRL, tokenisation and advantages);
+- step split = mean seconds per step in generate / reward / weight sync / train; "step waits for
+  rollouts" = the part of the step spent waiting for generate + reward + sync (all of it when
+  synchronous; less with rollout.off_policy_steps=1, where they overlap the previous update);
+  other = step - wait - train (collating, metrics; for TRL, tokenisation and advantages);
 - peak memory = the largest sum of RSS over the run's process tree (Ray's raylet and actors are
   children of `rl train`), sampled every 0.5 s with psutil; shared pages count once per process;
 - reward after N steps = reward/mean at the last step; also the mean over the last half of the steps.
@@ -205,7 +207,11 @@ def summarize(steps: list[dict[str, float]], samples_per_step: int) -> dict[str,
     step_s = sum(s["time/step"] for s in steps)
     tokens = sum(s["perf/gen_tokens"] for s in steps)
     split = {p: sum(s[f"time/{p}"] for s in steps) / n for p in PHASES}
-    split["other"] = step_s / n - sum(split.values())  # < 0 would mean phases overlap (off-policy mode)
+    # The step waits for its rollouts (generate + reward + sync, or less when they were made while the
+    # previous update ran: rollout.off_policy_steps), then trains; TRL's step does it all in sequence.
+    split["wait_rollout"] = sum(s.get("time/wait_rollout", sum(s[f"time/{p}"] for p in ("generate", "reward", "sync")))
+                                for s in steps) / n
+    split["other"] = step_s / n - split["wait_rollout"] - split["train"]
     rewards = [s["reward/mean"] for s in steps]
     out = {"steps": n, "gen_tokens": tokens, "step_time_s_total": step_s, "step_time_s_mean": step_s / n,
            "tokens_per_s": tokens / step_s, "samples_per_s": n * samples_per_step / step_s,
@@ -243,8 +249,8 @@ def table(ours: dict[str, Any], trl: dict[str, Any]) -> str:
              row("samples/s", ours["samples_per_s"], trl["samples_per_s"], 3),
              row("generated tokens (all steps)", ours["gen_tokens"], trl["gen_tokens"], 0),
              row("step time, mean (s)", ours["step_time_s_mean"], trl["step_time_s_mean"])]
-    for phase, label in (("generate", "generate"), ("reward", "reward"), ("train", "train"),
-                         ("sync", "weight sync"), ("other", "other")):
+    for phase, label in (("generate", "generate"), ("reward", "reward"), ("sync", "weight sync"),
+                         ("wait_rollout", "step waits for rollouts"), ("train", "train"), ("other", "other")):
         lines.append(row(f"  {label} (s/step)", ours["split_s"][phase], trl["split_s"][phase], 2, ratio=False))
     lines += [row("peak memory, process tree (GiB)", ours["peak_tree_rss_gib"], trl["peak_tree_rss_gib"]),
               row("reward, step 1", ours["reward_per_step"][0], trl["reward_per_step"][0], 3, ratio=False),
@@ -308,7 +314,8 @@ DEFINITIONS = {
     "tokens_per_s": "generated tokens (completion tokens incl. EOS, all steps) / sum of step times; start-up, "
                     "model loading and checkpointing are excluded",
     "samples_per_s": "prompts x group x steps / sum of step times",
-    "split_s": "mean seconds per step in each phase; other = step time - the four phases",
+    "split_s": "mean seconds per step in each phase; wait_rollout = waiting for generate + reward + sync "
+               "(they overlap training when off-policy); other = step time - wait_rollout - train",
     "peak_tree_rss_gib": "largest sum of RSS over the run's process tree, psutil every 0.5 s",
     "reward_final": "reward/mean (weighted sum of the task's reward components) at the last step"}
 

@@ -225,6 +225,10 @@ class LearnerConfig:
     max_tokens_per_micro_batch: int = 0
     """Token budget per forward/backward pass (rows x longest row of the pass), packing more short rows
     into one pass (dynamic batching); 0: passes of `micro_batch_size` rows."""
+    shared_prefix: bool = True
+    """Run each GRPO group's shared prompt once per pass and its responses on that prompt's KV cache
+    (exact: the same logprobs and gradients as running every row whole), instead of once per sample.
+    Off with model.gradient_checkpointing (HF drops the cache under checkpointing)."""
     mini_batches: int = 1
     """Optimizer steps per rollout batch (the batch is split into this many mini-batches)."""
     epochs: int = 1

@@ -301,7 +301,8 @@ def collate(rollouts: list[Rollout], advantages: torch.Tensor, pad_id: int) -> T
         attention[i, :p + n] = 1
         loss_mask[i, p:p + n] = torch.tensor(r.loss_mask)
         behavior[i, p:p + n] = torch.tensor(r.logprobs)
-    return TrainBatch(input_ids, attention, loss_mask, advantages.float(), behavior)
+    prompt_lengths = torch.tensor([len(r.request.prompt_ids) for r in rollouts], dtype=torch.long)
+    return TrainBatch(input_ids, attention, loss_mask, advantages.float(), behavior, prompt_lengths)
 
 
 def publish_weights(learners: list, version: int, dtype: str, bucket_mb: float) -> Weights:

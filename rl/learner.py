@@ -103,13 +103,15 @@ class Learner:
         return micro, -(-per_rank // micro)
 
     # ------------------------------------------------------------------------------------- training
-    def _logprobs(self, model: Any, mb: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, slice]:
-        """Logprobs (B, W) and logits (B, W, V) of the label columns `cols` of input_ids[:, 1:] only.
+    def _logprobs(self, model: Any, mb: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logprobs (B, W) of the labels that can be trained, the logits (B, W, V) they came from, and
+        `index` (B, W): the column of input_ids[:, 1:] (and of every (B, T-1) tensor aligned with it)
+        each entry belongs to; T-1, one past the end, marks padding (`_at` reads 0 there).
 
-        `cols` spans the columns where any row has a trained token: the model runs on every position
-        (prompt tokens are context), but the vocabulary projection and softmax, a fifth of a small
-        model's FLOPs and most of its memory traffic, only run where a label is trained
-        (`logits_to_keep`, as TRL does)."""
+        Only the columns holding trained labels get the vocabulary projection and softmax (a fifth of
+        a small model's FLOPs and most of its memory traffic), as TRL does with `logits_to_keep`."""
+        if self.cfg.learner.shared_prefix and not self.cfg.model.gradient_checkpointing:
+            return self._shared_prefix_logprobs(model, mb)
         dev = _device()
         cols = _loss_window(mb.loss_mask)
         kwargs = {"logits_to_keep": torch.arange(cols.start, cols.stop)} if self._keeps_logits(model) else {}
@@ -118,7 +120,46 @@ class Learner:
             logits = logits[:, cols]
         logits = logits.float() / self.cfg.rollout.temperature
         labels = mb.input_ids[:, cols.start + 1:cols.stop + 1].to(dev)
-        return grpo.logprobs_from_logits(logits, labels), logits, cols
+        index = torch.arange(cols.start, cols.stop).expand(len(labels), -1)
+        return grpo.logprobs_from_logits(logits, labels), logits, index
+
+    def _shared_prefix_logprobs(self, model: Any, mb: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`_logprobs` with each distinct prompt of the pass run once (GRPO's group_size samples share
+        one): prompts left-padded in one forward that keeps its KV cache, the cache repeated for each
+        row, then the responses on it with their true positions. The same math as running each row
+        whole; gradients reach the prompt through the cache. Labels are response tokens, so `index`
+        of response token j of a row with prompt length p is p - 1 + j."""
+        dev = _device()
+        lengths = mb.attention_mask.sum(dim=1)
+        prompts: dict[tuple[int, ...], int] = {}
+        group = torch.tensor([prompts.setdefault(tuple(ids[:p].tolist()), len(prompts))
+                              for ids, p in zip(mb.input_ids, mb.prompt_lengths.tolist())])
+        p_max = max(len(k) for k in prompts)
+        prompt_ids = torch.zeros(len(prompts), p_max, dtype=torch.long)
+        prompt_mask = torch.zeros_like(prompt_ids)
+        for ids, g in prompts.items():
+            prompt_ids[g, p_max - len(ids):], prompt_mask[g, p_max - len(ids):] = torch.tensor(ids), 1
+        keep = {"logits_to_keep": 1} if self._keeps_logits(model) else {}
+        head = model(input_ids=prompt_ids.to(dev), attention_mask=prompt_mask.to(dev), use_cache=True,
+                     position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0).to(dev), **keep)
+        cache = head.past_key_values
+        cache.reorder_cache(group.to(dev))  # one copy of its prompt's keys and values per row
+
+        resp_len = lengths - mb.prompt_lengths
+        width = max(int(resp_len.max()), 1)
+        responses = torch.zeros(len(group), width, dtype=torch.long)
+        resp_mask = torch.zeros_like(responses)
+        for i, (p, n) in enumerate(zip(mb.prompt_lengths.tolist(), resp_len.tolist())):
+            responses[i, :n], resp_mask[i, :n] = mb.input_ids[i, p:p + n], 1
+        positions = mb.prompt_lengths[:, None] + torch.arange(width)
+        tail = model(input_ids=responses.to(dev), attention_mask=torch.cat([prompt_mask[group], resp_mask], 1).to(dev),
+                     position_ids=positions.to(dev), past_key_values=cache, use_cache=True)
+        # the prompt's last position predicts response token 0; response position j predicts j + 1
+        logits = torch.cat([head.logits[:, -1:][group.to(dev)], tail.logits[:, :-1]], dim=1)
+        logits = logits.float() / self.cfg.rollout.temperature
+        index = mb.prompt_lengths[:, None] - 1 + torch.arange(width)
+        index = torch.where(resp_mask.bool(), index, mb.input_ids.shape[1] - 1)
+        return grpo.logprobs_from_logits(logits, responses.to(dev)), logits, index
 
     @staticmethod
     def _keeps_logits(model: Any) -> bool:
@@ -128,36 +169,48 @@ class Learner:
         return "logits_to_keep" in inspect.signature(module.forward).parameters
 
     def _micro_batches(self, batch: TrainBatch, rows: torch.Tensor) -> list[tuple[torch.Tensor, TrainBatch]]:
-        """Split `rows` of `batch` into passes: longest rows first, each pass cut to its longest row,
-        at most `micro_batch_size` rows and (if set) `max_tokens_per_micro_batch` padded tokens."""
+        """Split `rows` of `batch` into passes: at most `micro_batch_size` rows and (if set)
+        `max_tokens_per_micro_batch` padded tokens each, longest first, each cut to its longest row.
+        With `shared_prefix`, the rows of a group (same prompt) go into passes together, so that
+        their prompt runs once."""
         lrn = self.cfg.learner
-        lengths = batch.attention_mask[rows].sum(dim=1)
-        order = rows[torch.argsort(lengths, descending=True, stable=True)]
+        lengths = batch.attention_mask.sum(dim=1)
+        units: list[list[int]] = []
+        if lrn.shared_prefix:
+            by_prompt: dict[tuple[int, ...], list[int]] = {}
+            for i in rows.tolist():
+                by_prompt.setdefault(tuple(batch.input_ids[i, :batch.prompt_lengths[i]].tolist()), []).append(i)
+            units = [g[k:k + lrn.micro_batch_size] for g in by_prompt.values() for k in range(0, len(g), lrn.micro_batch_size)]
+        else:
+            units = [[i] for i in rows.tolist()]
+        units.sort(key=lambda u: -int(lengths[u].max()))
         passes: list[list[int]] = []
-        for i in order.tolist():
+        for unit in units:
             if passes:
-                current, width = passes[-1], int(batch.attention_mask[passes[-1][0]].sum())
-                fits = len(current) < lrn.micro_batch_size and (
-                    not lrn.max_tokens_per_micro_batch or (len(current) + 1) * width <= lrn.max_tokens_per_micro_batch)
-                if fits:
-                    current.append(i)
+                current, width = passes[-1], int(lengths[passes[-1]].max())  # longest unit came first
+                rows_after = len(current) + len(unit)
+                if rows_after <= lrn.micro_batch_size and (
+                        not lrn.max_tokens_per_micro_batch or rows_after * width <= lrn.max_tokens_per_micro_batch):
+                    current.extend(unit)
                     continue
-            passes.append([i])
+            passes.append(list(unit))
         out = []
         for p in passes:
             idx = torch.tensor(p)
-            width = int(batch.attention_mask[idx].sum(dim=1).max())
+            width = int(lengths[idx].max())
             out.append((idx, TrainBatch(*(t[idx][:, :width] if t.dim() == 2 else t[idx] for t in batch.tensors()))))
         return out
 
     @torch.no_grad()
     def _frozen_logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         """(B, T-1) logprobs of every trained label (0 elsewhere), in passes as training makes them."""
-        out = torch.zeros(batch.input_ids.shape[0], batch.input_ids.shape[1] - 1)
-        for idx, mb in self._micro_batches(batch, torch.arange(len(batch.input_ids))):
-            logprobs, _, cols = self._logprobs(model, mb)
-            out[idx, cols] = logprobs.cpu()
-        return out
+        rows, width = batch.input_ids.shape
+        out = torch.zeros(rows, width)  # one column more than (B, T-1): where `index` puts padding
+        for idx, mb in self._micro_batches(batch, torch.arange(rows)):
+            logprobs, _, index = self._logprobs(model, mb)
+            index = torch.where(index >= mb.input_ids.shape[1] - 1, width - 1, index)  # the pass was cut shorter
+            out[idx] = out[idx].scatter(1, index, logprobs.cpu())
+        return out[:, :-1]
 
     def train(self, batch: TrainBatch) -> dict[str, float]:
         """All GRPO updates for this rank's share of one rollout batch; returns mean metrics."""
@@ -179,18 +232,20 @@ class Learner:
                     # The pass count varies with lengths, so the optimizer-step boundary is set here
                     # rather than counted by DeepSpeed from a fixed gradient_accumulation_steps.
                     self.engine.set_gradient_accumulation_boundary(n == len(passes) - 1)
-                    logprobs, logits, cols = self._logprobs(self.engine, mb)
+                    logprobs, logits, index = self._logprobs(self.engine, mb)
                     dev = logprobs.device
-                    mask = mb.loss_mask[:, 1:][:, cols].to(dev).float()
-                    old = old_all[idx][:, cols].to(dev) if old_all is not None else logprobs.detach()
+                    mask = _at(mb.loss_mask[:, 1:], index).to(dev).float()
+                    old = _at(old_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev) if old_all is not None \
+                        else logprobs.detach()
                     loss, metrics = grpo.policy_loss(
                         logprobs, old, mb.advantages.to(dev), mask, clip_low=g.clip_low, clip_high=g.clip_high,
                         loss_agg=g.loss_agg, max_tokens=cfg.rollout.max_new_tokens,
-                        behavior_logprobs=mb.behavior_logprobs[:, 1:][:, cols].to(dev) if g.tis_cap else None,
+                        behavior_logprobs=_at(mb.behavior_logprobs[:, 1:], index).to(dev) if g.tis_cap else None,
                         tis_cap=g.tis_cap)
                     metrics["loss/pg"] = loss.detach()
                     if ref_all is not None:
-                        kl = grpo.kl_loss(logprobs, ref_all[idx][:, cols].to(dev), mask, estimator=g.kl_estimator,
+                        ref = _at(ref_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev)
+                        kl = grpo.kl_loss(logprobs, ref, mask, estimator=g.kl_estimator,
                                           loss_agg=g.loss_agg, max_tokens=cfg.rollout.max_new_tokens)
                         loss = loss + g.kl_coef * kl
                         metrics["loss/kl"] = kl.detach()
@@ -332,6 +387,12 @@ class Learner:
                                     "checkpoint.save_optimizer=false?); cannot resume exactly from it")
         _, client_state = self.engine.load_checkpoint(str(state_dir), tag="state")
         return client_state or {}
+
+
+def _at(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values (B, T-1) at `index` (B, W) from `Learner._logprobs`; index T-1 (padding) reads 0."""
+    padded = torch.cat([values, values.new_zeros(len(values), 1)], dim=1)
+    return padded.gather(1, index)
 
 
 def _loss_window(loss_mask: torch.Tensor) -> slice:

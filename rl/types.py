@@ -81,13 +81,17 @@ class TrainBatch:
     """(B,) per-sequence GRPO advantage."""
     behavior_logprobs: torch.Tensor
     """(B, T) engine logprobs aligned with input_ids positions (used for off-policy correction)."""
+    prompt_lengths: torch.Tensor
+    """(B,) prompt tokens at the start of each row; rows of a GRPO group share them (the learner runs
+    a shared prompt once per pass, `learner.shared_prefix`)."""
 
     def split(self, parts: int) -> list["TrainBatch"]:
         size = len(self.input_ids) // parts
         return [TrainBatch(*(t[i * size:(i + 1) * size] for t in self.tensors())) for i in range(parts)]
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        return (self.input_ids, self.attention_mask, self.loss_mask, self.advantages, self.behavior_logprobs)
+        return (self.input_ids, self.attention_mask, self.loss_mask, self.advantages, self.behavior_logprobs,
+                self.prompt_lengths)
 
 
 @dataclass

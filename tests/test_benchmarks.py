@@ -98,6 +98,10 @@ def test_summarize_follows_the_definitions():
     assert s["samples_per_s"] == pytest.approx(16 / 16)
     assert s["tokens_per_s_after_step1"] == pytest.approx(10.0)
     assert s["split_s"]["generate"] == pytest.approx(3.0) and s["split_s"]["other"] == pytest.approx(8.0 - 3.0 - 1.0 - 2.5 - 0.5)
+    assert s["split_s"]["wait_rollout"] == pytest.approx(3.0 + 1.0 + 0.5)  # TRL / no wait metric: all of it
+    overlapped = [{**st, "time/wait_rollout": 0.5} for st in steps]   # ours, off-policy: rollouts made ahead
+    o = vs_trl.summarize(overlapped, samples_per_step=8)
+    assert o["split_s"]["wait_rollout"] == pytest.approx(0.5) and o["split_s"]["other"] == pytest.approx(8.0 - 0.5 - 2.5)
     assert s["reward_final"] == 0.6 and s["reward_last_half_mean"] == pytest.approx(0.6)
     both = vs_trl.mean_of([{"a": 1.0, "d": {"b": 2.0}}, {"a": 3.0, "d": {"b": 4.0}}])
     assert both == {"a": 2.0, "d": {"b": 3.0}}

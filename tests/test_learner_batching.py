@@ -26,20 +26,24 @@ def _learner(model, tmp_path, *overrides: str) -> Learner:
     return learner
 
 
-def _batch(rows: int = 8, seed: int = 0) -> TrainBatch:
-    """Right-padded rows of different prompt and response lengths, like rl.driver.collate makes."""
+def _batch(groups: int = 2, group_size: int = 4, seed: int = 0) -> TrainBatch:
+    """Right-padded rows like rl.driver.collate makes: each group shares a prompt (their lengths
+    differ between groups), responses differ in length within a group."""
     g = torch.Generator().manual_seed(seed)
-    prompts = [3 + (i * 5) % 7 for i in range(rows)]
-    responses = [2 + (i * 3) % 9 for i in range(rows)]
-    width = max(p + r for p, r in zip(prompts, responses))
-    input_ids = torch.zeros(rows, width, dtype=torch.long)
+    prompts = [torch.randint(10, 1000, (5 + 4 * k,), generator=g) for k in range(groups)]
+    rows = [(prompts[k], torch.randint(10, 1000, (2 + (3 * i + k) % 7,), generator=g))
+            for k in range(groups) for i in range(group_size)]
+    width = max(len(p) + len(r) for p, r in rows)
+    input_ids = torch.zeros(len(rows), width, dtype=torch.long)
     attention, loss_mask = torch.zeros_like(input_ids), torch.zeros_like(input_ids)
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        input_ids[i, :p + r] = torch.randint(10, 1000, (p + r,), generator=g)
-        attention[i, :p + r] = 1
-        loss_mask[i, p:p + r] = 1
-    advantages = torch.randn(rows, generator=g)
-    return TrainBatch(input_ids, attention, loss_mask, advantages, torch.zeros(rows, width))
+    for i, (p, r) in enumerate(rows):
+        input_ids[i, :len(p) + len(r)] = torch.cat([p, r])
+        attention[i, :len(p) + len(r)] = 1
+        loss_mask[i, len(p):len(p) + len(r)] = 1
+    loss_mask[1, len(rows[1][0])] = 0  # an env/forced token inside a response: not trained
+    advantages = torch.randn(len(rows), generator=g)
+    prompt_lengths = torch.tensor([len(p) for p, _ in rows])
+    return TrainBatch(input_ids, attention, loss_mask, advantages, torch.zeros(len(rows), width), prompt_lengths)
 
 
 def _gradient_of_one_update(model, tmp_path, *overrides: str) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
@@ -65,36 +69,59 @@ def _gradient_of_one_update(model, tmp_path, *overrides: str) -> tuple[dict[str,
 @pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean"])
 def test_update_does_not_depend_on_how_the_batch_is_cut(tiny_model, tmp_path, loss_agg):
     agg = f"grpo.loss_agg={loss_agg}"
-    whole, m1 = _gradient_of_one_update(tiny_model, tmp_path / "a", "learner.micro_batch_size=8", agg)
-    pairs, m2 = _gradient_of_one_update(tiny_model, tmp_path / "b", "learner.micro_batch_size=2", agg)
-    budget, m3 = _gradient_of_one_update(tiny_model, tmp_path / "c", "learner.micro_batch_size=8",
-                                         "learner.max_tokens_per_micro_batch=40", agg)
-    assert (m1["learner/passes"], m2["learner/passes"]) == (1, 4)
-    assert 1 < m3["learner/passes"] < 8  # the budget packs short rows together, long rows alone
+    whole, m1 = _gradient_of_one_update(tiny_model, tmp_path / "a", "learner.micro_batch_size=8",
+                                        "learner.shared_prefix=false", agg)
+    variants = {
+        "pairs": ("learner.micro_batch_size=2", "learner.shared_prefix=false"),
+        "budget": ("learner.micro_batch_size=8", "learner.max_tokens_per_micro_batch=40", "learner.shared_prefix=false"),
+        "shared prompt": ("learner.micro_batch_size=8", "learner.shared_prefix=true"),
+        "shared prompt, pairs": ("learner.micro_batch_size=2", "learner.shared_prefix=true"),
+    }
+    passes = {}
     scale = max(g.abs().max().item() for g in whole.values())
-    assert scale > 0
-    for other in (pairs, budget):
-        assert other.keys() == whole.keys()
-        gap = max((whole[k] - other[k]).abs().max().item() for k in whole)
-        assert gap < 1e-4 * scale, (gap, scale)
-    assert m1["actor/grad_norm"] == pytest.approx(m2["actor/grad_norm"], rel=1e-4)
+    assert scale > 0 and m1["learner/passes"] == 1
+    for name, overrides in variants.items():
+        grads, metrics = _gradient_of_one_update(tiny_model, tmp_path / name.replace(" ", "_").replace(",", ""),
+                                                 *overrides, agg)
+        passes[name] = metrics["learner/passes"]
+        assert grads.keys() == whole.keys(), name
+        gap = max((whole[k] - grads[k]).abs().max().item() for k in whole)
+        assert gap < 1e-4 * scale, (name, gap, scale)
+        assert metrics["actor/grad_norm"] == pytest.approx(m1["actor/grad_norm"], rel=1e-4), name
+    assert passes["pairs"] == 4 and passes["shared prompt, pairs"] == 4
+    assert 1 < passes["budget"] < 8       # the budget packs short rows together, long rows alone
+    assert passes["shared prompt"] == 1
 
 
-def test_logits_window_keeps_trained_logprobs(tiny_model, tmp_path):
-    learner = _learner(tiny_model, tmp_path)
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_learner_logprobs_equal_a_plain_forward(tiny_model, tmp_path, shared_prefix):
+    learner = _learner(tiny_model, tmp_path, f"learner.shared_prefix={str(shared_prefix).lower()}",
+                       "learner.micro_batch_size=3", "rollout.temperature=0.7")
     batch = _batch()
-    windowed = learner.logprobs(batch)                        # (B, T-1), 0 outside trained labels
+    got = learner.logprobs(batch)                             # (B, T-1), 0 outside trained labels
     model = learner.engine.module
     with torch.no_grad():
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
-        full = torch.log_softmax(logits.float() / learner.cfg.rollout.temperature, -1)
-        full = full.gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+        full = torch.log_softmax(logits.float() / 0.7, -1).gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
     mask = batch.loss_mask[:, 1:].bool()
-    assert torch.allclose(windowed[mask], full[mask], atol=1e-5)
-    assert (windowed[~mask] == 0).all() or _loss_window(batch.loss_mask).start > 0
+    assert torch.allclose(got[mask], full[mask], atol=1e-5), (got[mask] - full[mask]).abs().max()
+    prompt_cols = torch.arange(batch.input_ids.shape[1] - 1)[None] < batch.prompt_lengths[:, None] - 1
+    if shared_prefix:
+        assert (got[prompt_cols] == 0).all()                  # prompt labels are never computed
 
 
 def test_loss_window():
     mask = torch.tensor([[0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 0, 0]])
     assert _loss_window(mask) == slice(1, 4)   # columns 1..3 of mask[:, 1:]
     assert _loss_window(torch.zeros(2, 4, dtype=torch.long)) == slice(0, 1)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_shared_prefix_under_zero_sharding(tiny_model, tmp_path, stage):
+    """ZeRO-3 gathers parameters per forward; the prompt pass and the response pass are two forwards
+    before one backward, which must give the same gradient as ZeRO-0."""
+    plain = _learner(tiny_model, tmp_path / "z0", "learner.micro_batch_size=4").train(_batch())
+    sharded = _learner(tiny_model, tmp_path / f"z{stage}", "learner.micro_batch_size=4",
+                       f"learner.zero_stage={stage}").train(_batch())
+    assert sharded["actor/grad_norm"] == pytest.approx(plain["actor/grad_norm"], rel=1e-4)
+    assert sharded["loss/pg"] == pytest.approx(plain["loss/pg"], rel=1e-5, abs=1e-7)
