@@ -223,8 +223,9 @@ class LearnerConfig:
     """Most sequences per forward/backward pass on one rank. Rows are sorted by length and each pass is
     cut to its longest row, so short rows do not pay for long rows' padding."""
     max_tokens_per_micro_batch: int = 0
-    """Token budget per forward/backward pass (rows x longest row of the pass), packing more short rows
-    into one pass (dynamic batching); 0: passes of `micro_batch_size` rows."""
+    """Token budget per forward/backward pass (rows x longest row of the pass; longest response with
+    `shared_prefix`), packing more short rows into one pass (dynamic batching); 0: passes of
+    `micro_batch_size` rows."""
     shared_prefix: bool = True
     """Run each GRPO group's shared prompt once per pass and its responses on that prompt's KV cache
     (exact: the same logprobs and gradients as running every row whole), instead of once per sample.

@@ -25,7 +25,7 @@ import torch
 
 from rl import grpo
 from rl.config import TrainConfig
-from rl.types import SFTBatch, TrainBatch
+from rl.types import SFTBatch, TrainBatch, encode_weights
 
 
 def _device() -> str:
@@ -169,31 +169,22 @@ class Learner:
         return "logits_to_keep" in inspect.signature(module.forward).parameters
 
     def _micro_batches(self, batch: TrainBatch, rows: torch.Tensor) -> list[tuple[torch.Tensor, TrainBatch]]:
-        """Split `rows` of `batch` into passes: at most `micro_batch_size` rows and (if set)
-        `max_tokens_per_micro_batch` padded tokens each, longest first, each cut to its longest row.
-        With `shared_prefix`, the rows of a group (same prompt) go into passes together, so that
-        their prompt runs once."""
+        """Split `rows` of `batch` into passes of at most `micro_batch_size` rows and (if set)
+        `max_tokens_per_micro_batch` padded tokens, rows sorted longest first so that each pass is
+        padded only to its own longest row. With `shared_prefix` the length that pads is the
+        response's (each pass runs its distinct prompts once, whichever groups its rows are from)."""
         lrn = self.cfg.learner
         lengths = batch.attention_mask.sum(dim=1)
-        units: list[list[int]] = []
-        if lrn.shared_prefix:
-            by_prompt: dict[tuple[int, ...], list[int]] = {}
-            for i in rows.tolist():
-                by_prompt.setdefault(tuple(batch.input_ids[i, :batch.prompt_lengths[i]].tolist()), []).append(i)
-            units = [g[k:k + lrn.micro_batch_size] for g in by_prompt.values() for k in range(0, len(g), lrn.micro_batch_size)]
-        else:
-            units = [[i] for i in rows.tolist()]
-        units.sort(key=lambda u: -int(lengths[u].max()))
+        padded = lengths - batch.prompt_lengths if lrn.shared_prefix else lengths
+        order = rows[torch.argsort(padded[rows], descending=True, stable=True)].tolist()
         passes: list[list[int]] = []
-        for unit in units:
-            if passes:
-                current, width = passes[-1], int(lengths[passes[-1]].max())  # longest unit came first
-                rows_after = len(current) + len(unit)
-                if rows_after <= lrn.micro_batch_size and (
-                        not lrn.max_tokens_per_micro_batch or rows_after * width <= lrn.max_tokens_per_micro_batch):
-                    current.extend(unit)
-                    continue
-            passes.append(list(unit))
+        for i in order:
+            if passes and len(passes[-1]) < lrn.micro_batch_size and (
+                    not lrn.max_tokens_per_micro_batch
+                    or (len(passes[-1]) + 1) * int(padded[passes[-1][0]]) <= lrn.max_tokens_per_micro_batch):
+                passes[-1].append(i)  # the pass's first row is its longest
+            else:
+                passes.append([i])
         out = []
         for p in passes:
             idx = torch.tensor(p)
@@ -332,7 +323,8 @@ class Learner:
         the other ranks, which must call it too (ZeRO-3 gathers each bucket collectively)."""
         import ray
 
-        refs = [ray.put(bucket) for bucket in self._weight_buckets(dtype, bucket_mb * 2**20) if bucket is not None]
+        refs = [ray.put(encode_weights(bucket)) for bucket in self._weight_buckets(dtype, bucket_mb * 2**20)
+                if bucket is not None]
         return refs if self.rank == 0 else None
 
     def _weight_buckets(self, dtype: str | None, bucket_bytes: float):

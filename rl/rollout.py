@@ -17,7 +17,7 @@ import torch
 from rl.agent_rollout import AgentRollouts
 from rl.engines import Engine, make_engine
 from rl.thinking import ThinkingBudget, response_prefix
-from rl.types import Rollout, RolloutRequest
+from rl.types import Rollout, RolloutRequest, decode_weights
 
 
 class RolloutWorker:
@@ -116,7 +116,7 @@ class RolloutWorker:
         if weights and not isinstance(weights[0], tuple):
             import ray
 
-            weights = itertools.chain.from_iterable(ray.get(ref) for ref in weights)
+            weights = itertools.chain.from_iterable(decode_weights(ray.get(ref)) for ref in weights)
         self.engine.load_weights(weights)
         self.weights_version = version
         return time.perf_counter() - start

@@ -83,3 +83,18 @@ def test_close_stops_before_the_next_round():
     ahead.publish(Weights(1, ("ref",)))
     time.sleep(0.1)
     assert produced == [0]
+
+
+def test_weights_travel_as_numpy_and_come_back_bit_exact():
+    import pickle
+
+    import torch
+
+    from rl.types import decode_weights, encode_weights
+
+    pairs = [("a", torch.randn(3, 4).to(torch.bfloat16)), ("b", torch.randn(5)), ("c", torch.arange(4))]
+    encoded = pickle.loads(pickle.dumps(encode_weights(pairs)))  # what the object store does, roughly
+    decoded = list(decode_weights(encoded))
+    assert [n for n, _ in decoded] == ["a", "b", "c"]
+    for (_, want), (_, got) in zip(pairs, decoded):
+        assert got.dtype == want.dtype and torch.equal(got, want)
