@@ -11,7 +11,8 @@ same group size, max new tokens, batch (prompts x group per optimizer step, same
 learning rate, optimizer settings, clipping, loss aggregation, and number of steps. TRL needs
 `pip install -c .venv/constraints.txt -e '.[bench]'` (trl).
 
-Runs alternate (ours, TRL, ours, TRL with --repeats 2), each in its own process, one at a time.
+Runs alternate (ours, TRL, ours, TRL with --repeats 2), each in its own process, one at a time;
+repeat r uses seed + r on both sides, so means over repeats average the reward over seeds as well.
 Ours is `rl train configs/tiny.yaml` with the overrides below; TRL is benchmarks/trl_grpo.py.
 
 Definitions (also written to the JSON):
@@ -225,15 +226,23 @@ def summarize(steps: list[dict[str, float]], samples_per_step: int) -> dict[str,
 
 
 def mean_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean over repeats of every number (nested dicts too); lists are kept from the first run."""
+    """Mean over repeats of every number (nested dicts too) and, element by element, of every list of
+    numbers of the same length (reward per step); anything else becomes the list of each run's value."""
+    def numeric(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
     out: dict[str, Any] = {}
     for key, value in runs[0].items():
+        values = [r[key] for r in runs]
         if isinstance(value, dict):
-            out[key] = mean_of([r[key] for r in runs])
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = sum(r[key] for r in runs) / len(runs)
+            out[key] = mean_of(values)
+        elif numeric(value):
+            out[key] = sum(values) / len(runs)
+        elif (isinstance(value, list) and all(isinstance(v, list) and len(v) == len(value) for v in values)
+              and all(numeric(x) for v in values for x in v)):
+            out[key] = [sum(column) / len(runs) for column in zip(*values)]
         else:
-            out[key] = [r[key] for r in runs] if len(runs) > 1 else value
+            out[key] = values if len(runs) > 1 else value
     return out
 
 
@@ -305,7 +314,8 @@ def compared(cfg: TrainConfig, spec: dict[str, Any], overrides: list[str], repea
             "samples_per_step": cfg.samples_per_step, "max_new_tokens": cfg.rollout.max_new_tokens,
             "lr": cfg.learner.lr, "tasks": [t.name for t in cfg.data.tasks],
             "rewards": {r["key"]: w for r, w in zip(spec["rewards"], weights)}, "threads": spec["threads"],
-            "repeats": repeats, "our_overrides": overrides, "ours_config": to_dict(cfg),
+            "repeats": repeats, "seeds": [cfg.run.seed + r for r in range(repeats)],
+            "our_overrides": overrides, "ours_config": to_dict(cfg),
             "trl_grpo_config": spec["grpo_config"], "trl_dtype": "float32 on CPU, bfloat16 on CUDA",
             "ours_engines": f"rollout {cfg.rollout.backend}, learner DeepSpeed ZeRO-{cfg.learner.zero_stage}"}
 
@@ -326,9 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)  # fails here, before anything runs, on a bad override
     workdir = Path(args.workdir or REPO / "runs" / f"vs_trl-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = trl_spec(cfg, threads=cfg.learner.threads or os.cpu_count() or 1)
-    spec_path = workdir / "trl_spec.json"
-    spec_path.write_text(json.dumps(spec, indent=1))
+    # Repeat r runs both sides with seed + r (prompts, sampling, init of nothing else), so that the
+    # means over repeats average the reward over seeds too, not only the timings.
+    seeded = [overrides + [f"run.seed={cfg.run.seed + rep}"] for rep in range(args.repeats)]
+    specs = []
+    for rep in range(args.repeats):
+        spec = trl_spec(load_config(args.config, seeded[rep]), threads=cfg.learner.threads or os.cpu_count() or 1)
+        specs.append(workdir / f"trl_spec-{rep + 1}.json")
+        specs[-1].write_text(json.dumps(spec, indent=1))
 
     machine = machine_info()  # before the runs: its load average says whether the machine was idle
     sides = ["ours", "trl"] if args.only == "both" else [args.only]
@@ -336,25 +351,25 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeats):
         for side in sides:  # alternating, so slow drift of the machine hits both sides alike
             run_dir = workdir / f"{side}-{rep + 1}"
-            info = run_side(side, side_command(side, args, overrides, run_dir, spec_path), run_dir, args.run_timeout_s)
+            command = side_command(side, args, seeded[rep], run_dir, specs[rep])
+            info = run_side(side, command, run_dir, args.run_timeout_s)
             summary = summarize(read_metrics(run_dir / "metrics.jsonl", cfg.run.steps), cfg.samples_per_step)
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # ours' final model: not needed, ~0.5 GB
-            results[side].append({**summary, **info, "run_dir": str(run_dir)})
+            results[side].append({**summary, **info, "run_dir": str(run_dir), "seed": cfg.run.seed + rep})
             print(f"[vs_trl] {side} run {rep + 1}: {summary['tokens_per_s']:.2f} generated tokens/s, "
                   f"reward after {cfg.run.steps} steps {summary['reward_final']:.3f}", flush=True)
 
     agg = {side: mean_of(runs) for side, runs in results.items()}
-    result: dict[str, Any] = {}
-    if args.only == "both":
-        result = headline(agg["ours"], agg["trl"])
-        print(f"\nGRPO, {cfg.run.steps} steps x {cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size} "
-              f"samples, <= {cfg.rollout.max_new_tokens} new tokens ({args.repeats} run(s) per side, means)")
-        print(table(agg["ours"], agg["trl"]))
+    result: dict[str, Any] = headline(agg["ours"], agg["trl"]) if args.only == "both" else {}
     result |= {"command": " ".join(["python", *(sys.argv if argv is None else ["benchmarks/vs_trl.py", *argv])]),
                "machine": {**machine, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
                "compared": compared(cfg, spec, overrides, args.repeats), "definitions": DEFINITIONS,
                "ours": agg.get("ours"), "trl": agg.get("trl"), "runs": results}
-    write_json(args.out, result)
+    write_json(args.out, result)  # first: a problem in printing must not lose the runs
+    if args.only == "both":
+        print(f"\nGRPO, {cfg.run.steps} steps x {cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size} "
+              f"samples, <= {cfg.rollout.max_new_tokens} new tokens ({args.repeats} run(s) per side, means)")
+        print(table(agg["ours"], agg["trl"]))
     print(f"\nwrote {args.out}")
     return 0
 

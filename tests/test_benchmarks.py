@@ -103,8 +103,12 @@ def test_summarize_follows_the_definitions():
     o = vs_trl.summarize(overlapped, samples_per_step=8)
     assert o["split_s"]["wait_rollout"] == pytest.approx(0.5) and o["split_s"]["other"] == pytest.approx(8.0 - 0.5 - 2.5)
     assert s["reward_final"] == 0.6 and s["reward_last_half_mean"] == pytest.approx(0.6)
-    both = vs_trl.mean_of([{"a": 1.0, "d": {"b": 2.0}}, {"a": 3.0, "d": {"b": 4.0}}])
-    assert both == {"a": 2.0, "d": {"b": 3.0}}
+    both = vs_trl.mean_of([{"a": 1.0, "d": {"b": 2.0}, "r": [0.0, 1.0], "s": "x"},
+                           {"a": 3.0, "d": {"b": 4.0}, "r": [1.0, 0.0], "s": "y"}])
+    assert both == {"a": 2.0, "d": {"b": 3.0}, "r": [0.5, 0.5], "s": ["x", "y"]}
+    repeated = vs_trl.mean_of([{**s, "peak_tree_rss_gib": 4.0, "wall_s": 100.0}] * 2)
+    assert repeated["reward_per_step"] == s["reward_per_step"]
+    assert "reward, step 1" in vs_trl.table(repeated, repeated)  # two repeats per side: the table still prints
     ours = {**s, "peak_tree_rss_gib": 4.0, "wall_s": 100.0}
     trl = {**ours, "tokens_per_s": 4.0, "peak_tree_rss_gib": 2.0}
     text = vs_trl.table(ours, trl)
@@ -179,3 +183,33 @@ def test_bare_engine_call_repeats_the_workers_work():
     assert tokens == sum(lengths)  # same seed: the engine call alone samples what the worker's call sampled
     other, _ = worker.bare_generate([r.prompt_ids for r in requests], lengths, 50, seed=8)
     assert other != sum(lengths)
+
+
+def test_main_alternates_repeats_with_their_own_seeds_and_writes_the_json(tiny_model, tmp_path, monkeypatch, capsys):
+    """The whole vs_trl flow with the two sides' runs faked: what each repeat runs, the means, the
+    JSON keys the issue asks for, and the printed table (which once failed with 2 repeats)."""
+    calls = []
+
+    def fake_run_side(name, cmd, run_dir, timeout_s):
+        run_dir.mkdir(parents=True)
+        seed = int(next(a for a in cmd if a.startswith("run.seed=")).split("=")[1]) if name == "ours" else \
+            json.loads(Path(cmd[cmd.index("--spec") + 1]).read_text())["grpo_config"]["seed"]
+        calls.append((name, seed))
+        fast = name == "ours"
+        steps = [{"time/step": 2.0 if fast else 6.0, "time/generate": 1.0, "time/reward": 0.1, "time/train": 0.8,
+                  "time/sync": 0.05 if fast else 0.0, "perf/gen_tokens": 100.0, "reward/mean": 0.1 * seed + s}
+                 for s in range(2)]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in steps))
+        return {"wall_s": 10.0, "peak_tree_rss_gib": 1.0, "peak_process_rss_gib": 0.5}
+
+    monkeypatch.setattr(vs_trl, "run_side", fake_run_side)
+    out = tmp_path / "r.json"
+    vs_trl.main(["--out", str(out), "--steps", "2", "--prompts", "2", "--group", "2", "--model", str(tiny_model),
+                 "--repeats", "2", "--workdir", str(tmp_path / "w")])
+    assert calls == [("ours", 0), ("trl", 0), ("ours", 1), ("trl", 1)]
+    result = json.loads(out.read_text())
+    assert result["ratio_tokens_per_s"] == pytest.approx(3.0)
+    assert result["ours_reward_final"] == pytest.approx(1.05)       # mean over seeds 0 and 1 of 0.1 * seed + 1
+    assert result["ours"]["reward_per_step"] == pytest.approx([0.05, 1.05])
+    assert result["compared"]["seeds"] == [0, 1]
+    assert "ours/TRL" in capsys.readouterr().out
