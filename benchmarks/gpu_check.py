@@ -9,7 +9,8 @@ saved to a temporary folder, and rl.learner.Learner (world size 1, DeepSpeed, bf
 warm-up and `--steps` GRPO updates on a synthetic batch of prompts x group rows of prompt_len +
 response_len tokens (benchmarks/learner_flops.py, `measure_learner`).
 
-MFU = 6 x parameters x tokens/s / the GPU's dense bf16 peak (H100 / H200 SXM: 989 TFLOP/s; pass
+MFU = the learner's model FLOP/s (6 x (body parameters x tokens + output projection x trained
+tokens), benchmarks/learner_flops.py) / the GPU's dense bf16 peak (H100 / H200 SXM: 989 TFLOP/s; pass
 --peak-tflops for another GPU). Attention FLOPs are not counted, so MFU is slightly understated.
 With --device cpu the model is tiny and the "peak" is the fp32 matmul peak measured here: that run
 only checks that the script works.

@@ -8,9 +8,11 @@
    batch of prompts x group rows of prompt_len + response_len tokens (random ids; compute does not
    depend on them), for 1 warm-up + `steps` calls of `train()`. Each call is one GRPO update: forward,
    loss, backward, optimizer step, the same code path as in `rl train`.
-   Achieved FLOP/s = 6 x parameters x tokens per call / seconds per call (2N forward + 4N backward per
-   token; attention's own FLOPs and the softmax over the vocabulary are not counted, so this slightly
-   understates the work done).
+   Achieved FLOP/s = 6 x (N_body x tokens + N_head x trained tokens) per call / seconds per call
+   (2N forward + 4N backward per token; N_head = vocab x hidden, the output projection, which the
+   learner applies only where labels are trained; the input embedding is a lookup; attention's own
+   FLOPs and the softmax over the vocabulary are not counted, so this slightly understates the work).
+   Every row has its own prompt here, so the shared-prompt pass (`learner.shared_prefix`) saves nothing.
 
 benchmarks/gpu_check.py uses the same two measurements on CUDA.
 """
@@ -76,9 +78,16 @@ def measure_learner(cfg: Any, model_path: str, steps: int, prompt_len: int, resp
     learner = Learner(cfg, model_path, 0, 1)
     addr, port = learner.rendezvous()
     params = learner.setup(addr, port)
-    vocab = AutoConfig.from_pretrained(model_path).vocab_size
+    config = AutoConfig.from_pretrained(model_path)
+    vocab = config.vocab_size
     batch = synthetic_batch(cfg.samples_per_step, prompt_len, response_len, vocab, cfg.run.seed)
     tokens = int(batch.attention_mask.sum())
+    # The learner projects onto the vocabulary only where labels are trained (rl/learner.py), so the
+    # output matrix's FLOPs count for the response tokens; the input embedding is a lookup (0 FLOPs).
+    head = vocab * config.hidden_size
+    body = params - head * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    trained = int(batch.loss_mask.sum())
+    flops_per_step = 6 * (body * tokens + head * trained)
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
@@ -88,7 +97,7 @@ def measure_learner(cfg: Any, model_path: str, steps: int, prompt_len: int, resp
     return {"params": params, "rows": cfg.samples_per_step, "seq_len": prompt_len + response_len,
             "micro_batch_size": min(cfg.learner.micro_batch_size, cfg.samples_per_step),
             "tokens_per_step": tokens, "warmup_s": times[0], "step_s": times[1:], "step_s_mean": step_s,
-            "tokens_per_s": tokens / step_s, "flops_per_s": 6 * params * tokens / step_s}
+            "tokens_per_s": tokens / step_s, "flops_per_step": flops_per_step, "flops_per_s": flops_per_step / step_s}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -106,6 +106,10 @@ class RolloutConfig:
     """vLLM: fraction of GPU memory for weights + KV cache."""
     kv_cache_gb: float = 1.0
     """vLLM CPU build: KV-cache size in GiB."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Rollout engine dtype. auto: vLLM's choice (bf16 for an fp32 checkpoint, also on CPU), fp32 for
+    the transformers backend on CPU. Sampling from a lower precision than the learner trains in makes
+    the rollouts slightly off-policy (grpo.tis_cap corrects for it)."""
     enforce_eager: bool = True
     """vLLM: skip CUDA-graph capture / torch.compile (faster start, fine for small models)."""
     off_policy_steps: int = 0

@@ -72,10 +72,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         sync_dtype = ray.get(rollout_workers[0].weight_dtype.remote())
         restarts = fault.Restarts(cfg.cluster.max_actor_restarts)  # dead rollout/reward actors: retried
         load = functools.partial(load_weights, rollout_workers, restarts=restarts)
+        buckets = ray.get(learners[0].weight_bucket_count.remote(sync_dtype, cfg.rollout.sync_bucket_mb))
+        publish = functools.partial(publish_weights, learners, dtype=sync_dtype, bucket_mb=cfg.rollout.sync_bucket_mb,
+                                    buckets=buckets)
         weights = Weights(start_step)  # the workers start with the model's weights: version 0
         if resume_from is not None:
             ray.get([lrn.load.remote(str(resume_from)) for lrn in learners])
-            weights = publish_weights(learners, start_step, sync_dtype, cfg.rollout.sync_bucket_mb)
+            weights = publish(start_step)
             load(weights)
             log.info("resumed from %s at step %d", resume_from, start_step)
 
@@ -95,7 +98,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     batch_round = ahead.take(step)
                     metrics = grpo_step(step, batch_round, cfg, mix, tokenizer, learners, reward_workers, out,
                                         restarts)
-                    weights = publish_weights(learners, step + 1, sync_dtype, cfg.rollout.sync_bucket_mb)
+                    weights = publish(step + 1)
                     ahead.publish(weights)
                 t0 = time.perf_counter()
                 done = step + 1
@@ -305,26 +308,29 @@ def collate(rollouts: list[Rollout], advantages: torch.Tensor, pad_id: int) -> T
     return TrainBatch(input_ids, attention, loss_mask, advantages.float(), behavior, prompt_lengths)
 
 
-def publish_weights(learners: list, version: int, dtype: str, bucket_mb: float) -> Weights:
-    """Ask every learner rank for its weight buckets (all take part: ZeRO-3 gathers collectively);
-    returns at once with the object refs, which `load_weights` hands to the rollout workers."""
-    return Weights(version, tuple(lrn.weight_buckets.remote(dtype, bucket_mb) for lrn in learners))
+def publish_weights(learners: list, version: int, dtype: str, bucket_mb: float, buckets: int) -> Weights:
+    """Ask every learner rank for its weight buckets, one call per bucket (all ranks take part: ZeRO-3
+    gathers each bucket collectively); returns at once with the object refs, which `load_weights`
+    hands to the rollout workers. Only the driver's thread may call this (ranks must see one order)."""
+    per_rank = [tuple(lrn.weight_bucket.remote(i, dtype, bucket_mb) for i in range(buckets)) for lrn in learners]
+    return Weights(version, per_rank[0], tuple(ref for refs in per_rank[1:] for ref in refs))
 
 
 def load_weights(rollout_workers: list, weights: Weights, restarts: fault.Restarts | None = None,
                  workers: list | None = None) -> float:
     """Learner rank 0's weight buckets -> the rollout workers (`workers`: a subset, for a restarted
-    one); returns seconds until all have loaded them. Rank 0's ref goes to the workers as it is (Ray
-    resolves it to the bucket refs in each worker), so the weights never pass through the driver.
+    one); returns seconds until all have loaded them. The workers get the buckets' object refs, not
+    the weights: each fetches bucket i from the object store as its engine consumes it, possibly
+    while the learner still copies bucket i + 1, and the weights never pass through the driver.
     With `restarts`, a worker that dies meanwhile is counted and re-synced before it next generates."""
     import ray
 
-    if not weights.refs:  # the model's own weights, which every worker (also a restarted one) starts with
+    if not weights.buckets:  # the model's own weights, which every worker (also a restarted one) starts with
         return 0.0
     t0 = time.perf_counter()
     targets = rollout_workers if workers is None else workers
-    loads = [w.load_weights.remote(weights.refs[0], weights.version) for w in targets]
-    ray.get(list(weights.refs[1:]))  # the other ranks' part of a ZeRO-3 gather: surface their errors
+    loads = [w.load_weights.remote(list(weights.buckets), weights.version) for w in targets]
+    ray.get(list(weights.others))  # the other ranks' part of a ZeRO-3 gather: surface their errors
     if restarts is None:
         ray.get(loads)
     else:
@@ -473,7 +479,7 @@ def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
     pg = placement("rollout", rc.num_workers, rc.cpus_per_worker, rc.gpus_per_worker, rc.resources,
                    cfg.cluster.placement_strategy)
     engine_kwargs = {"gpu_memory_utilization": rc.gpu_memory_utilization, "kv_cache_gb": rc.kv_cache_gb,
-                     "enforce_eager": rc.enforce_eager,
+                     "enforce_eager": rc.enforce_eager, "dtype": rc.dtype,
                      "max_model_len": rc.max_prompt_tokens + rc.max_new_tokens + 256}
     actor = ray.remote(RolloutWorker)
     workers = [actor.options(**_options(pg, i, rc.cpus_per_worker, rc.gpus_per_worker, actor_env(rc.threads)),

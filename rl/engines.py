@@ -199,7 +199,7 @@ def make_engine(backend: str, model_path: str, *, temperature: float, top_p: flo
     if backend == "vllm":
         return VLLMEngine(model_path, temperature, top_p, seed, **vllm_kwargs)
     if backend == "hf":
-        return HFEngine(model_path, temperature, top_p, seed)
+        return HFEngine(model_path, temperature, top_p, seed, dtype=vllm_kwargs.get("dtype", "auto"))
     raise ValueError(f"rollout.backend must be 'vllm' or 'hf', got {backend!r}")
 
 

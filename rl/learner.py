@@ -311,32 +311,32 @@ class Learner:
 
     # ------------------------------------------------------------------------------- weights, state
     def named_weights(self, dtype: str | None = None) -> list[tuple[str, torch.Tensor]] | None:
-        """Full weights as CPU tensors on rank 0 (None elsewhere). Every rank must call it: under
-        ZeRO-3 the parameters are gathered collectively."""
-        buckets = list(self._weight_buckets(dtype, bucket_bytes=float("inf")))
+        """Full weights as CPU tensors (copies) on rank 0 (None elsewhere). Every rank must call it:
+        under ZeRO-3 the parameters are gathered collectively."""
+        buckets = [self._gather_bucket(group, dtype) for group in self._bucket_groups(dtype, float("inf"))]
         return [t for bucket in buckets for t in bucket] if self.rank == 0 else None
 
-    def weight_buckets(self, dtype: str | None, bucket_mb: float) -> list[Any] | None:
-        """The weight sync's sender: on rank 0, object refs of buckets of about `bucket_mb` MB of
-        (name, tensor) pairs, each put in Ray's object store as soon as it is copied, so this process
-        never holds a second full copy (RolloutWorker.load_weights fetches them one by one). None on
-        the other ranks, which must call it too (ZeRO-3 gathers each bucket collectively)."""
-        import ray
+    def weight_bucket_count(self, dtype: str | None, bucket_mb: float) -> int:
+        return len(self._bucket_groups(dtype, bucket_mb * 2**20))
 
-        refs = [ray.put(encode_weights(bucket)) for bucket in self._weight_buckets(dtype, bucket_mb * 2**20)
-                if bucket is not None]
-        return refs if self.rank == 0 else None
+    def weight_bucket(self, index: int, dtype: str | None, bucket_mb: float) -> list | None:
+        """The weight sync's sender: bucket `index` of about `bucket_mb` MB of weights cast to `dtype`,
+        encoded for Ray's object store (rl/types.py `encode_weights`), on rank 0; None on the other
+        ranks, which must make the same calls (ZeRO-3 gathers each bucket collectively). The driver
+        asks for every bucket at once and the rollout workers fetch them as they come, so copying
+        bucket i + 1 here overlaps loading bucket i there, and no process holds a second full copy."""
+        group = self._bucket_groups(dtype, bucket_mb * 2**20)[index]
+        # copy=False: the return value is copied into the object store anyway, so views will do
+        bucket = self._gather_bucket(group, dtype, copy=False)
+        return encode_weights(bucket) if bucket is not None else None
 
-    def _weight_buckets(self, dtype: str | None, bucket_bytes: float):
-        """Yields one bucket (a list of CPU (name, tensor) pairs, cast to `dtype`) at a time on rank 0,
-        None on other ranks. Parameters are grouped in declaration order, the same on every rank."""
-        import deepspeed
-
+    def _bucket_groups(self, dtype: str | None, bucket_bytes: float) -> list[list[tuple[str, Any]]]:
+        """Parameters in declaration order (the same on every rank), cut into groups of at most
+        `bucket_bytes` (a larger single tensor gets a group of its own)."""
         cast = getattr(torch, dtype) if dtype else None
-        params = list(self.engine.module.named_parameters())
         groups: list[list[tuple[str, Any]]] = [[]]
         size = 0
-        for name, p in params:
+        for name, p in self.engine.module.named_parameters():
             numel = getattr(p, "ds_numel", p.numel())  # ZeRO-3 keeps a 0-size local shard; ds_numel is the full size
             nbytes = numel * (cast or p.dtype).itemsize
             if groups[-1] and size + nbytes > bucket_bytes:
@@ -344,18 +344,26 @@ class Learner:
                 size = 0
             groups[-1].append((name, p))
             size += nbytes
-        for group in groups:
-            with deepspeed.zero.GatheredParameters([p for _, p in group], enabled=self.cfg.learner.zero_stage == 3):
-                if self.rank != 0:
-                    yield None
-                    continue
-                bucket = [(name, p.detach().to("cpu", dtype=cast or p.dtype, copy=True)) for name, p in group]
-                names = [name for name, _ in bucket]
-                if self.tie_embeddings and "model.embed_tokens.weight" in names and "lm_head.weight" not in dict(params):
-                    # named_parameters() lists a tied matrix once; vLLM keeps a separate lm_head copy after
-                    # loading, which stays stale unless the tied weight is also sent under its own name
-                    bucket.append(("lm_head.weight", bucket[names.index("model.embed_tokens.weight")][1]))
-                yield bucket
+        return groups
+
+    def _gather_bucket(self, group: list[tuple[str, Any]], dtype: str | None, copy: bool = True
+                       ) -> list[tuple[str, torch.Tensor]] | None:
+        """One group's full weights as CPU (name, tensor) pairs cast to `dtype` on rank 0 (None on the
+        others); copy=False may return views of the live parameters (CPU, no cast)."""
+        import deepspeed
+
+        cast = getattr(torch, dtype) if dtype else None
+        with deepspeed.zero.GatheredParameters([p for _, p in group], enabled=self.cfg.learner.zero_stage == 3):
+            if self.rank != 0:
+                return None
+            bucket = [(name, p.detach().to("cpu", dtype=cast or p.dtype, copy=copy)) for name, p in group]
+        names = [name for name, _ in bucket]
+        if self.tie_embeddings and "model.embed_tokens.weight" in names and not any(
+                n == "lm_head.weight" for n, _ in self.engine.module.named_parameters()):
+            # named_parameters() lists a tied matrix once; vLLM keeps a separate lm_head copy after
+            # loading, which stays stale unless the tied weight is also sent under its own name
+            bucket.append(("lm_head.weight", bucket[names.index("model.embed_tokens.weight")][1]))
+        return bucket
 
     def save(self, path: str, client_state: dict[str, Any]) -> None:
         """DeepSpeed state (model, optimizer, scheduler) + an HF model folder for use elsewhere."""

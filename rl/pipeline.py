@@ -5,7 +5,7 @@ soon as weights recent enough for it are out, so generation overlaps training.
     for step in range(N):
         batch = ahead.take(step)                   # waits for round `step`
         ... train on it ...
-        ahead.publish(Weights(step + 1, refs))     # the learner's new weights (object refs)
+        ahead.publish(Weights(step + 1, buckets))  # the learner's new weights (object refs)
     ahead.close()
 
 Round s may be generated with any weights version >= s - staleness (version v = after v updates):
@@ -30,12 +30,15 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class Weights:
-    """A weights version and where to read it: `refs[0]` is learner rank 0's list of weight buckets
-    (rl/learner.py `weight_buckets`), the other ranks' refs only report their errors. No refs: the
-    rollout workers already hold this version (the initial weights, or loaded at start-up)."""
+    """A weights version and where to read it: `buckets` are learner rank 0's weight buckets in order
+    (object refs of `Learner.weight_bucket` calls, which may still be running: a rollout worker loads
+    bucket i while the learner copies bucket i + 1); `others` are the other ranks' calls, which only
+    report their errors. No buckets: the rollout workers already hold this version (the initial
+    weights, or loaded at start-up)."""
 
     version: int
-    refs: tuple[Any, ...] = ()
+    buckets: tuple[Any, ...] = ()
+    others: tuple[Any, ...] = ()
 
 
 class RolloutsAhead:

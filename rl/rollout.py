@@ -33,7 +33,7 @@ class RolloutWorker:
         self.budget = ThinkingBudget(self.tokenizer)
         self.engine: Engine = engine if engine is not None else make_engine(
             backend, model_path, temperature=temperature, top_p=top_p, seed=seed,
-            **((engine_kwargs or {}) if backend == "vllm" else {}))
+            **{k: v for k, v in (engine_kwargs or {}).items() if backend == "vllm" or k == "dtype"})
         self.weights_version = 0
         self.agents = AgentRollouts(self.engine, self.tokenizer)
 
@@ -106,10 +106,12 @@ class RolloutWorker:
         return str(self.engine.dtype).removeprefix("torch.")
 
     def load_weights(self, weights: list, version: int) -> float:
-        """Load the learner's weights: (name, tensor) pairs, or object refs of buckets of them (the
-        driver passes learner rank 0's `weight_buckets` result straight through, so the driver never
-        holds a copy). Buckets are fetched lazily as the engine consumes them, so this process holds
-        at most one bucket besides the model. Returns seconds spent."""
+        """Load the learner's weights: (name, tensor) pairs, or the object refs of its weight buckets
+        in order (the driver passes the refs of `Learner.weight_bucket` calls, so the weights never
+        pass through the driver). Each bucket is fetched when the engine reaches it, possibly while
+        the learner still produces the next, and this process holds at most one bucket besides the
+        model. Returns seconds spent.
+        """
         import itertools
 
         start = time.perf_counter()

@@ -92,9 +92,11 @@ def test_weights_travel_as_numpy_and_come_back_bit_exact():
 
     from rl.types import decode_weights, encode_weights
 
-    pairs = [("a", torch.randn(3, 4).to(torch.bfloat16)), ("b", torch.randn(5)), ("c", torch.arange(4))]
-    encoded = pickle.loads(pickle.dumps(encode_weights(pairs)))  # what the object store does, roughly
-    decoded = list(decode_weights(encoded))
-    assert [n for n, _ in decoded] == ["a", "b", "c"]
+    b = torch.randn(5)
+    pairs = [("a", torch.randn(3, 4).to(torch.bfloat16)), ("b", b), ("c", torch.arange(4)), ("tied_b", b)]
+    encoded = encode_weights(pairs)
+    assert encoded[3][2] is None  # a tied weight travels once
+    decoded = list(decode_weights(pickle.loads(pickle.dumps(encoded))))  # what the object store does, roughly
+    assert [n for n, _ in decoded] == ["a", "b", "c", "tied_b"]
     for (_, want), (_, got) in zip(pairs, decoded):
         assert got.dtype == want.dtype and torch.equal(got, want)
