@@ -332,6 +332,13 @@ DEFINITIONS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.only != "ours":
+        import importlib.util
+
+        if importlib.util.find_spec("trl") is None:
+            raise SystemExit("vs_trl: TRL is not installed in this environment; install the benchmark extra with "
+                             f"`{sys.executable} -m pip install -c .venv/constraints.txt -e '.[bench]'` "
+                             "(or pass --only ours)")
     overrides = our_overrides(args)
     cfg = load_config(args.config, overrides)  # fails here, before anything runs, on a bad override
     workdir = Path(args.workdir or REPO / "runs" / f"vs_trl-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
