@@ -330,15 +330,20 @@ DEFINITIONS = {
     "reward_final": "reward/mean (weighted sum of the task's reward components) at the last step"}
 
 
+def require_trl() -> None:
+    """Fail before any run when the TRL side cannot run, saying how to install it."""
+    import importlib.util
+
+    if importlib.util.find_spec("trl") is None:
+        raise SystemExit("vs_trl: TRL is not installed in this environment; install the benchmark extra with "
+                         f"`{sys.executable} -m pip install -c .venv/constraints.txt -e '.[bench]'` "
+                         "(or pass --only ours)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.only != "ours":
-        import importlib.util
-
-        if importlib.util.find_spec("trl") is None:
-            raise SystemExit("vs_trl: TRL is not installed in this environment; install the benchmark extra with "
-                             f"`{sys.executable} -m pip install -c .venv/constraints.txt -e '.[bench]'` "
-                             "(or pass --only ours)")
+        require_trl()
     overrides = our_overrides(args)
     cfg = load_config(args.config, overrides)  # fails here, before anything runs, on a bad override
     workdir = Path(args.workdir or REPO / "runs" / f"vs_trl-{time.strftime('%Y%m%d-%H%M%S')}").resolve()

@@ -203,6 +203,7 @@ def test_main_alternates_repeats_with_their_own_seeds_and_writes_the_json(tiny_m
         return {"wall_s": 10.0, "peak_tree_rss_gib": 1.0, "peak_process_rss_gib": 0.5}
 
     monkeypatch.setattr(vs_trl, "run_side", fake_run_side)
+    monkeypatch.setattr(vs_trl, "require_trl", lambda: None)  # CI has no TRL; the runs are faked anyway
     out = tmp_path / "r.json"
     vs_trl.main(["--out", str(out), "--steps", "2", "--prompts", "2", "--group", "2", "--model", str(tiny_model),
                  "--repeats", "2", "--workdir", str(tmp_path / "w")])
@@ -213,3 +214,12 @@ def test_main_alternates_repeats_with_their_own_seeds_and_writes_the_json(tiny_m
     assert result["ours"]["reward_per_step"] == pytest.approx([0.05, 1.05])
     assert result["compared"]["seeds"] == [0, 1]
     assert "ours/TRL" in capsys.readouterr().out
+
+
+def test_missing_trl_is_reported_before_any_run(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    with pytest.raises(SystemExit, match=r"pip install .*\[bench\]"):
+        vs_trl.main(["--out", "/nonexistent/never-written.json"])
