@@ -15,6 +15,7 @@ distribution the rollout engine sampled from.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import time
@@ -68,6 +69,11 @@ class Learner:
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.tie_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
+        # Decided once here, not per forward: whether the model class can project only some positions
+        # onto the vocabulary, and whether passes share prompts (HF drops the KV cache that sharing
+        # needs under gradient checkpointing; the reference model is the same class).
+        self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.shared_prefix = cfg.learner.shared_prefix and not cfg.model.gradient_checkpointing
         optimizer = torch.optim.AdamW(model.parameters(), lr=lrn.lr, betas=lrn.betas, weight_decay=lrn.weight_decay)
         warmup = max(lrn.warmup_steps, 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
@@ -110,11 +116,11 @@ class Learner:
 
         Only the columns holding trained labels get the vocabulary projection and softmax (a fifth of
         a small model's FLOPs and most of its memory traffic), as TRL does with `logits_to_keep`."""
-        if self.cfg.learner.shared_prefix and not self.cfg.model.gradient_checkpointing:
+        if self.shared_prefix:
             return self._shared_prefix_logprobs(model, mb)
         dev = _device()
         cols = _loss_window(mb.loss_mask)
-        kwargs = {"logits_to_keep": torch.arange(cols.start, cols.stop)} if self._keeps_logits(model) else {}
+        kwargs = {"logits_to_keep": torch.arange(cols.start, cols.stop)} if self.keeps_logits else {}
         logits = model(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev), **kwargs).logits
         if not kwargs:  # a model class without logits_to_keep: project everything, keep the window
             logits = logits[:, cols]
@@ -139,7 +145,7 @@ class Learner:
         prompt_mask = torch.zeros_like(prompt_ids)
         for ids, g in prompts.items():
             prompt_ids[g, p_max - len(ids):], prompt_mask[g, p_max - len(ids):] = torch.tensor(ids), 1
-        keep = {"logits_to_keep": 1} if self._keeps_logits(model) else {}
+        keep = {"logits_to_keep": 1} if self.keeps_logits else {}
         head = model(input_ids=prompt_ids.to(dev), attention_mask=prompt_mask.to(dev), use_cache=True,
                      position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0).to(dev), **keep)
         cache = head.past_key_values
@@ -161,13 +167,6 @@ class Learner:
         index = torch.where(resp_mask.bool(), index, mb.input_ids.shape[1] - 1)
         return grpo.logprobs_from_logits(logits, responses.to(dev)), logits, index
 
-    @staticmethod
-    def _keeps_logits(model: Any) -> bool:
-        import inspect
-
-        module = getattr(model, "module", model)  # the DeepSpeed engine wraps the HF model
-        return "logits_to_keep" in inspect.signature(module.forward).parameters
-
     def _micro_batches(self, batch: TrainBatch, rows: torch.Tensor) -> list[tuple[torch.Tensor, TrainBatch]]:
         """Split `rows` of `batch` into passes of at most `micro_batch_size` rows and (if set)
         `max_tokens_per_micro_batch` padded tokens, rows sorted longest first so that each pass is
@@ -175,7 +174,7 @@ class Learner:
         response's (each pass runs its distinct prompts once, whichever groups its rows are from)."""
         lrn = self.cfg.learner
         lengths = batch.attention_mask.sum(dim=1)
-        padded = lengths - batch.prompt_lengths if lrn.shared_prefix else lengths
+        padded = lengths - batch.prompt_lengths if self.shared_prefix else lengths
         order = rows[torch.argsort(padded[rows], descending=True, stable=True)].tolist()
         passes: list[list[int]] = []
         for i in order:
