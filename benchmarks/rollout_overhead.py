@@ -71,15 +71,13 @@ def make_actor(cfg: Any, model_path: str) -> Any:
     (rl/driver.py create_rollout_workers)."""
     import ray
 
-    from rl.driver import actor_env
+    from rl.driver import actor_env, engine_kwargs
 
     rc = cfg.rollout
-    engine_kwargs = {"gpu_memory_utilization": rc.gpu_memory_utilization, "kv_cache_gb": rc.kv_cache_gb,
-                     "enforce_eager": rc.enforce_eager, "max_model_len": rc.max_prompt_tokens + rc.max_new_tokens + 256}
     actor = ray.remote(ProbedRolloutWorker).options(
         num_cpus=rc.cpus_per_worker, num_gpus=rc.gpus_per_worker, runtime_env={"env_vars": actor_env(rc.threads)})
     worker = actor.remote(model_path, rc.backend, temperature=rc.temperature, top_p=rc.top_p, seed=cfg.run.seed,
-                          threads=rc.threads, engine_kwargs=engine_kwargs)
+                          threads=rc.threads, engine_kwargs=engine_kwargs(rc))
     ray.get(worker.pid.remote())
     return worker
 

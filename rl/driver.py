@@ -34,7 +34,7 @@ import torch
 from envs.tasks import Task, load_task
 from rewards.runner import RewardSpec, ScoreRequest, ScoreResult
 from rl import checkpoint, fault, grpo
-from rl.config import ConfigError, JudgeConfig, RewardModelConfig, TrainConfig, save_config, to_dict
+from rl.config import ConfigError, JudgeConfig, RewardModelConfig, RolloutConfig, TrainConfig, save_config, to_dict
 from rl.data import TaskMix, group_requests, informative
 from rl.evaluate import evaluate
 from rl.metrics import RunLogger, rollout_metrics, write_rollouts
@@ -75,7 +75,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         buckets = ray.get(learners[0].weight_bucket_count.remote(sync_dtype, cfg.rollout.sync_bucket_mb))
         publish = functools.partial(publish_weights, learners, dtype=sync_dtype, bucket_mb=cfg.rollout.sync_bucket_mb,
                                     buckets=buckets)
-        weights = Weights(start_step)  # the workers start with the model's weights: version 0
+        weights = Weights(0)  # the workers start with the model's own weights
         if resume_from is not None:
             ray.get([lrn.load.remote(str(resume_from)) for lrn in learners])
             weights = publish(start_step)
@@ -132,10 +132,12 @@ def make_round(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, rollou
         return rollout_round(requests, rows, prefixes, rollout_workers, reward_workers, restarts,
                              version=weights.version, resync=lambda worker: load(weights, workers=[worker]))
 
-    batch_round = one_round(0, cfg.rollout.prompts_per_step)
-    if cfg.data.dynamic_sampling:
-        batch_round, batch_round.extra = dynamic_sampling(batch_round, one_round, cfg)
-    return batch_round
+    first = one_round(0, cfg.rollout.prompts_per_step)
+    if not cfg.data.dynamic_sampling:
+        return first
+    merged, metrics = dynamic_sampling(first, one_round, cfg)
+    merged.extra = metrics
+    return merged
 
 
 def grpo_step(step: int, batch_round: Round, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learners: list,
@@ -478,16 +480,19 @@ def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
     rc = cfg.rollout
     pg = placement("rollout", rc.num_workers, rc.cpus_per_worker, rc.gpus_per_worker, rc.resources,
                    cfg.cluster.placement_strategy)
-    engine_kwargs = {"gpu_memory_utilization": rc.gpu_memory_utilization, "kv_cache_gb": rc.kv_cache_gb,
-                     "enforce_eager": rc.enforce_eager, "dtype": rc.dtype,
-                     "max_model_len": rc.max_prompt_tokens + rc.max_new_tokens + 256}
     actor = ray.remote(RolloutWorker)
     workers = [actor.options(**_options(pg, i, rc.cpus_per_worker, rc.gpus_per_worker, actor_env(rc.threads)),
                              max_restarts=cfg.cluster.max_actor_restarts)  # in-flight work: rl/fault.py
                .remote(model_path, rc.backend, temperature=rc.temperature, top_p=rc.top_p, seed=cfg.run.seed + i,
-                       threads=rc.threads, engine_kwargs=engine_kwargs) for i in range(rc.num_workers)]
+                       threads=rc.threads, engine_kwargs=engine_kwargs(rc)) for i in range(rc.num_workers)]
     ray.get([w.pid.remote() for w in workers])  # surface start-up errors here, not mid-step
     return workers
+
+
+def engine_kwargs(rc: RolloutConfig) -> dict[str, Any]:
+    """The rollout engine's settings from the config (rl/engines.py `make_engine`)."""
+    return {"dtype": rc.dtype, "gpu_memory_utilization": rc.gpu_memory_utilization, "kv_cache_gb": rc.kv_cache_gb,
+            "enforce_eager": rc.enforce_eager, "max_model_len": rc.max_prompt_tokens + rc.max_new_tokens + 256}
 
 
 def create_reward_workers(cfg: TrainConfig, tasks: list[Task]) -> list:

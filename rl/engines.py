@@ -195,11 +195,12 @@ class VLLMWeightLoader:
 
 
 def make_engine(backend: str, model_path: str, *, temperature: float, top_p: float, seed: int,
-                **vllm_kwargs) -> Engine:
+                dtype: str = "auto", **vllm_kwargs) -> Engine:
+    """`vllm_kwargs` (memory, KV cache, eager mode, max length) only mean something to vLLM."""
     if backend == "vllm":
-        return VLLMEngine(model_path, temperature, top_p, seed, **vllm_kwargs)
+        return VLLMEngine(model_path, temperature, top_p, seed, dtype=dtype, **vllm_kwargs)
     if backend == "hf":
-        return HFEngine(model_path, temperature, top_p, seed, dtype=vllm_kwargs.get("dtype", "auto"))
+        return HFEngine(model_path, temperature, top_p, seed, dtype=dtype)
     raise ValueError(f"rollout.backend must be 'vllm' or 'hf', got {backend!r}")
 
 

@@ -59,11 +59,6 @@ class RolloutsAhead:
                                         name="rollouts-ahead")
         self._thread.start()
 
-    @property
-    def loaded(self) -> Weights:
-        """The weights the rollout workers hold (or are being given)."""
-        return self._loaded
-
     def _run(self, first_step: int, last_step: int) -> None:
         try:
             for step in range(first_step, last_step):

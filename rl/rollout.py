@@ -33,7 +33,7 @@ class RolloutWorker:
         self.budget = ThinkingBudget(self.tokenizer)
         self.engine: Engine = engine if engine is not None else make_engine(
             backend, model_path, temperature=temperature, top_p=top_p, seed=seed,
-            **{k: v for k, v in (engine_kwargs or {}).items() if backend == "vllm" or k == "dtype"})
+            **(engine_kwargs or {}))
         self.weights_version = 0
         self.agents = AgentRollouts(self.engine, self.tokenizer)
 
