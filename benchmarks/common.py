@@ -5,6 +5,7 @@ a figure can always be traced to the hardware and library versions that produced
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
 import json
@@ -73,3 +74,25 @@ def flops(value: float) -> str:
         if value >= scale:
             return f"{value / scale:.3g} {unit}"
     return f"{value:.3g} FLOP/s"
+
+
+def config_parser(doc: str, config_help: str) -> argparse.ArgumentParser:
+    """The options every config-driven benchmark takes: --out, --config, --model, --prompts, --group,
+    --set. Scripts add their own, and turn the shared ones into overrides with `config_overrides`."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="JSON result file")
+    p.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"), help=config_help)
+    p.add_argument("--model", help="model folder or packaged:NAME (default: the config's model.path)")
+    p.add_argument("--prompts", type=int, help="prompts per step (default: the config's)")
+    p.add_argument("--group", type=int, help="samples per prompt (default: the config's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override of the config, e.g. --set rollout.backend=hf (repeatable)")
+    return p
+
+
+def config_overrides(args: argparse.Namespace, chosen: dict[str, Any] | None = None, fixed: list[str] = ()) -> list[str]:
+    """Dotted config overrides: the shared options and `chosen` ({key: value}, None = not given), then
+    `fixed`, then --set (last, so the user's --set wins)."""
+    given = {"model.path": args.model, "rollout.prompts_per_step": args.prompts, "rollout.group_size": args.group,
+             **(chosen or {})}
+    return [f"{k}={v}" for k, v in given.items() if v is not None] + list(fixed) + list(args.set)

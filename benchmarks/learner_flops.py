@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, flops, machine_info, write_json  # noqa: E402
+from benchmarks.common import config_overrides, config_parser, flops, machine_info, write_json  # noqa: E402
 
 
 def matmul_peak(n: int = 2048, dtype: str = "float32", device: str = "cpu", seconds: float = 2.0) -> float:
@@ -101,18 +101,11 @@ def measure_learner(cfg: Any, model_path: str, steps: int, prompt_len: int, resp
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="JSON result file")
-    p.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"), help="learner settings and model")
-    p.add_argument("--model", help="model folder or packaged:NAME (default: the config's model.path)")
-    p.add_argument("--prompts", type=int, help="prompts per step (default: the config's)")
-    p.add_argument("--group", type=int, help="samples per prompt (default: the config's)")
+    p = config_parser(__doc__, "learner settings and model")
     p.add_argument("--prompt-len", type=int, default=32, help="prompt tokens per row (default 32)")
     p.add_argument("--response-len", type=int, default=32, help="trained tokens per row (default 32)")
     p.add_argument("--steps", type=int, default=3, help="timed train() calls after one warm-up (default 3)")
     p.add_argument("--matmul-n", type=int, default=2048, help="matrix size of the peak measurement")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
     return p.parse_args(argv)
 
 
@@ -121,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from rl.config import load_config
     from rl.models import resolve_model_path
 
-    chosen = {"model.path": args.model, "rollout.prompts_per_step": args.prompts, "rollout.group_size": args.group}
-    cfg = load_config(args.config, [f"{k}={v}" for k, v in chosen.items() if v is not None] + args.set)
+    cfg = load_config(args.config, config_overrides(args))
     model_path = resolve_model_path(cfg.model.path)
     threads = cfg.learner.threads or os.cpu_count() or 1
 

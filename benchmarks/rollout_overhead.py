@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.common import REPO, machine_info, write_json  # noqa: E402
+from benchmarks.common import config_overrides, config_parser, machine_info, write_json  # noqa: E402
 from rl.engines import VLLMEngine  # noqa: E402
 from rl.rollout import RolloutWorker  # noqa: E402
 
@@ -106,17 +106,10 @@ def measure(worker: Any, requests: list, repeats: int) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="JSON result file")
-    p.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"), help="rollout settings and model")
-    p.add_argument("--model", help="model folder or packaged:NAME (default: the config's model.path)")
+    p = config_parser(__doc__, "rollout settings and model")
     p.add_argument("--backend", choices=("vllm", "hf"), help="rollout backend (default: the config's)")
-    p.add_argument("--prompts", type=int, help="prompts (default: the config's prompts_per_step)")
-    p.add_argument("--group", type=int, help="samples per prompt (default: the config's)")
     p.add_argument("--max-new-tokens", type=int, help="max generated tokens (default: the config's)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per path after a warm-up (default 3)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
     return p.parse_args(argv)
 
 
@@ -131,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     from rl.driver import build_requests
     from rl.models import resolve_model_path
 
-    chosen = {"model.path": args.model, "rollout.backend": args.backend, "rollout.prompts_per_step": args.prompts,
-              "rollout.group_size": args.group, "rollout.max_new_tokens": args.max_new_tokens}
-    cfg = load_config(args.config, [f"{k}={v}" for k, v in chosen.items() if v is not None] + args.set)
+    chosen = {"rollout.backend": args.backend, "rollout.max_new_tokens": args.max_new_tokens}
+    cfg = load_config(args.config, config_overrides(args, chosen))
     model_path = resolve_model_path(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or model_path)
     tasks = [load_task(t, cfg.run.seed) for t in cfg.data.tasks]

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, fmt, machine_info, write_json  # noqa: E402
+from benchmarks.common import REPO, config_overrides, config_parser, fmt, machine_info, write_json  # noqa: E402
 from rl.config import TrainConfig, load_config, to_dict  # noqa: E402
 
 PHASES = ("generate", "reward", "train", "sync")
@@ -55,9 +55,8 @@ FIXED_OVERRIDES = ["logging.wandb_mode=disabled", "logging.progress_bar=false", 
 # ------------------------------------------------------------------------------ the compared config
 def our_overrides(args: argparse.Namespace) -> list[str]:
     """Dotted overrides for `rl train` (and for building the TRL side from the same config)."""
-    chosen = {"run.steps": args.steps, "model.path": args.model, "rollout.prompts_per_step": args.prompts,
-              "rollout.group_size": args.group, "rollout.max_new_tokens": args.max_new_tokens, "learner.lr": args.lr}
-    return [f"{k}={v}" for k, v in chosen.items() if v is not None] + FIXED_OVERRIDES + list(args.set)
+    chosen = {"run.steps": args.steps, "rollout.max_new_tokens": args.max_new_tokens, "learner.lr": args.lr}
+    return config_overrides(args, chosen, FIXED_OVERRIDES)
 
 
 def check_comparable(cfg: TrainConfig) -> None:
@@ -271,20 +270,12 @@ def table(ours: dict[str, Any], trl: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="JSON result file")
-    p.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"), help="our config (TRL's is derived)")
+    p = config_parser(__doc__, "our config (TRL's is derived)")
     p.add_argument("--steps", type=int, default=10, help="optimizer steps per run (default 10)")
-    p.add_argument("--model", help="model folder or packaged:NAME (default: the config's model.path)")
-    p.add_argument("--prompts", type=int, help="prompts per step (default: the config's)")
-    p.add_argument("--group", type=int, help="samples per prompt (default: the config's)")
     p.add_argument("--max-new-tokens", type=int, help="max generated tokens per sample (default: the config's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--repeats", type=int, default=2, help="runs per side, alternating ours/TRL (default 2)")
     p.add_argument("--only", choices=("both", "ours", "trl"), default="both", help="run one side only (debugging)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra override of our config, e.g. --set rollout.backend=hf (repeatable)")
     p.add_argument("--workdir", help="run folders (default: runs/vs_trl-<time>)")
     p.add_argument("--run-timeout-s", type=float, default=1800, help="kill a run after this long")
     return p.parse_args(argv)
