@@ -99,10 +99,12 @@ class RolloutsAhead:
             self._published = weights
             self._cond.notify_all()
 
-    def close(self, timeout_s: float = 0.0) -> None:
-        """Stop before the next round. A round being generated finishes (or fails when Ray shuts down)."""
+    def close(self, timeout_s: float = 0.0) -> bool:
+        """Stop before the next round. A round being generated finishes (or fails when Ray shuts down).
+        Waits up to `timeout_s` for the thread; returns whether it has ended."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         if timeout_s:
             self._thread.join(timeout_s)
+        return not self._thread.is_alive()
