@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks.common import config_overrides, config_parser, machine_info, write_json  # noqa: E402
-from rl.engines import VLLMEngine  # noqa: E402
-from rl.rollout import RolloutWorker  # noqa: E402
+from rl.rollout.engines import VLLMEngine  # noqa: E402
+from rl.rollout.worker import RolloutWorker  # noqa: E402
 
 
 class ProbedRolloutWorker(RolloutWorker):

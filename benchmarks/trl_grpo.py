@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from rewards import get_reward  # noqa: E402
 from rewards.base import as_result, wants_raw_completion  # noqa: E402
-from rl.thinking import split_thinking  # noqa: E402
+from rl.thinking.tags import split_thinking  # noqa: E402
 
 
 class TaskReward:

@@ -5,7 +5,7 @@
     messages = env.reset(row)              # the chat the episode starts from (the driver renders it)
     result = env.step(assistant_text)      # StepResult(messages, done, reward, info, tool_calls, ...)
 
-The rollout worker (rl/agent_rollout.py) drives an env like this:
+The rollout worker (rl/rollout/agent_loop.py) drives an env like this:
     prompt = chat template(task system prompt + env.reset(row), tools=env.tools)
     loop: the model writes one assistant turn -> env.step(turn text) -> the StepResult's messages (tool
           or user messages) are rendered by the chat template and appended as env tokens (masked out
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from rewards.registry import resolve
+from rl.plugins import resolve
 
 Message = dict[str, Any]
 """A chat message: {"role": "system" | "user" | "assistant" | "tool", "content": str, ...}."""
@@ -125,14 +125,6 @@ def get_env(name: str) -> type[Env]:
         raise TypeError(f"env {name!r} resolved to {cls!r}, which is not a subclass of envs.base.Env; "
                         "subclass it and implement reset(row) and step(assistant_text)")
     return cls
-
-
-def absolute_env_name(name: str) -> str:
-    """`path/file.py:Class` is relative to where `rl train` runs; rollout actors run elsewhere."""
-    module, sep, attr = name.rpartition(":")
-    if sep and module.endswith(".py"):
-        return f"{Path(module).expanduser().resolve()}:{attr}"
-    return name
 
 
 def env_prompt(name: str, row: dict[str, Any]) -> tuple[list[Message], list[dict[str, Any]] | None]:

@@ -18,7 +18,7 @@ from envs.tasks import BUILTIN_TASKS, Row, Task, TaskSpec, get_task_spec, load_t
 from rewards.runner import RewardRunner, RewardSpec, ScoreRequest, ScoreResult
 from rl.config import TaskConfig
 from rl.models import resolve_model_path
-from rl.thinking import EMPTY_THINK, THINK_OPEN
+from rl.thinking.tags import EMPTY_THINK, THINK_OPEN
 
 
 def reward_text(rewards: list[RewardSpec]) -> str:
@@ -63,7 +63,7 @@ def scored_row(task: Task, row: Row) -> tuple[Row, bool]:
 
 def as_completion(text: str, thinking: bool) -> str:
     """What rewards see for a model that wrote `text`: a non-thinking prompt already ends with the empty
-    think block (rl.thinking.response_prefix), so the response starts with it unless `text` has one."""
+    think block (rl.thinking.tags.response_prefix), so the response starts with it unless `text` has one."""
     if text.lstrip().startswith(THINK_OPEN) or thinking:
         return text
     return EMPTY_THINK + text

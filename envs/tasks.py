@@ -10,18 +10,20 @@ a row missing a field its rewards require fails with the file and row number.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from envs.base import absolute_env_name, env_prompt, get_env
+from envs.base import env_prompt, get_env
 from rewards.base import required_fields
-from rewards.registry import get_reward, resolve
+from rewards.registry import get_reward
+from rl.plugins import absolute_import_string, resolve
 from rewards.runner import RewardSpec
 from rl.config import ConfigError, TaskConfig
-from rl.thinking import wants_thinking
+from rl.thinking.tags import wants_thinking
 
 Row = dict[str, Any]
 Generator = Callable[[int, int, dict[str, Any]], list[Row]]
@@ -170,6 +172,8 @@ def load_task(cfg: TaskConfig, seed: int) -> Task:
         env = cfg.env or spec.env
     rows = [{**row, "task": cfg.name} for row in rows]
     check_rows(rows, rewards, cfg.name, where)
+    # Reward files are found from here; the reward actors run in other working directories.
+    rewards = [dataclasses.replace(r, name=absolute_import_string(r.name)) for r in rewards]
     # a fixed shuffle before the split, so a file sorted by difficulty still gets a fair eval split
     random.Random(f"{seed}-{cfg.name}-split").shuffle(rows)
     eval_size = min(cfg.eval_size, len(rows) // 5)
@@ -182,7 +186,7 @@ def load_task(cfg: TaskConfig, seed: int) -> Task:
     if cfg.thinking_from_flags is not None:
         from_flags = cfg.thinking_from_flags
     if env is not None:
-        env = absolute_env_name(env)
+        env = absolute_import_string(env)
         try:
             get_env(env)  # a wrong name or import string fails here, not in a rollout worker
         except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -40,7 +40,7 @@ from typing import Any
 
 from rewards.base import RewardResult, reward_spec
 from rewards.sandbox import Limits, RunResult, isolation, run_python
-from rl.thinking import parse_thinking
+from rl.thinking.tags import parse_thinking
 
 _FENCE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
 _PYTHON_LABELS = ("python", "py", "python3")
@@ -138,7 +138,7 @@ def normalize_output(text: str) -> str:
 
 
 def answer_text(completion: str) -> str:
-    """The completion without its think block (rl.thinking rules), keeping the answer's indentation.
+    """The completion without its think block (rl/thinking/tags.py rules), keeping the answer's indentation.
 
     `split_thinking` strips the answer, so a HumanEval-style body ("    return a + b", joined to the
     prompt's signature) would lose the indentation of its first line and become a syntax error.

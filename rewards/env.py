@@ -2,7 +2,7 @@
 
     rewards: [{name: env, weight: 1.0}, {name: format, weight: 0.1}]
 
-The rollout worker puts the episode's `env_info` into the row (rl/agent_rollout.py lists its keys).
+The rollout worker puts the episode's `env_info` into the row (rl/rollout/agent_loop.py lists its keys).
 Score: env_info["reward"], the sum of the rewards the env's steps returned. When the env gave none:
 0.0 if the episode was cut by max_turns or the token budget (the model did not finish: a failure, like
 malformed output), None otherwise (the env scores nothing, or it failed: not the model's doing, and a

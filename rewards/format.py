@@ -1,7 +1,7 @@
 """Format rewards for thinking-mode fusion: tag structure (`format`) and mode compliance (`think_mode`).
 
 Both read the raw response, think block included (`raw_completion=True`). The raw response is the
-text after the prompt's generation header: `rl.thinking.response_prefix(prompt) + generated`, so a
+text after the prompt's generation header: `rl.thinking.tags.response_prefix(prompt) + generated`, so a
 Qwen3 non-thinking sample, whose prompt already holds the empty think block, still shows it here.
 
     format_reward("<think>\\nx\\n</think>\\n\\n42")                       # 1.0
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from rewards.base import RewardResult, reward_spec
-from rl.thinking import ThinkParse, complies, parse_thinking, wants_thinking
+from rl.thinking.tags import ThinkParse, complies, parse_thinking, wants_thinking
 
 
 @reward_spec(raw_completion=True)
@@ -27,7 +27,7 @@ def format_reward(completion: str, *, min_answer_chars: int = 1, max_answer_char
 
     When the row says which mode the prompt asked for (`thinking`: bool), the block must match it too:
     a thought in thinking mode, an empty block in non-thinking mode. Lengths are in characters of the
-    stripped answer / thought. details: status (see rl.thinking.ThinkParse), reason when 0.0, lengths.
+    stripped answer / thought. details: status (see rl.thinking.tags.ThinkParse), reason when 0.0, lengths.
     """
     parse = parse_thinking(completion)
     details: dict[str, Any] = {"status": parse.status, "answer_chars": len(parse.answer),
@@ -59,7 +59,7 @@ def _format_problem(parse: ThinkParse, min_answer: int, max_answer: int | None, 
 @reward_spec(raw_completion=True)
 def think_mode_reward(completion: str, *, thinking: bool | None = None,
                       messages: list[dict[str, Any]] | None = None, **row: Any) -> RewardResult:
-    """1.0 when the response follows the asked mode, else 0.0 (rl.thinking.complies).
+    """1.0 when the response follows the asked mode, else 0.0 (rl.thinking.tags.complies).
 
     The mode is the row's `thinking` (bool, set by the rollout that chose it) or, without it,
     `wants_thinking(messages)` (the /think and /no_think flags). Thinking mode needs one block with a

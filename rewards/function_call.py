@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewards.base import RewardResult, reward_spec
-from rl.thinking import split_thinking
+from rl.thinking.tags import split_thinking
 
 # Qwen3/Hermes tool calls. Like vLLM's hermes parser, a last call left open (generation stopped at the
 # closing tag or at the token limit) is still read; if its JSON is cut, it is malformed.

@@ -26,7 +26,7 @@ from typing import Any
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 from rewards.base import RewardResult, reward_spec
-from rl.thinking import split_thinking
+from rl.thinking.tags import split_thinking
 
 # The configuration of math-verify's own regression tests: LaTeX (boxed first) and plain expressions.
 _EXTRACTION = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())

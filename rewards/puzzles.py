@@ -38,7 +38,7 @@ import reasoning_gym
 from reasoning_gym.utils import extract_answer
 
 from rewards.base import RewardResult, reward_spec
-from rl.thinking import split_thinking
+from rl.thinking.tags import split_thinking
 
 REFUSED: dict[str, str] = {
     "game_of_life_halting": "its score_answer compares bool(answer), so any non-empty answer scores 1.0",

@@ -50,7 +50,7 @@ from typing import Any
 
 from rewards.base import as_result, wants_raw_completion
 from rewards.registry import get_reward
-from rl.thinking import split_thinking
+from rl.thinking.tags import split_thinking
 
 logger = logging.getLogger("rewards")
 

@@ -7,10 +7,10 @@
     rl models [prepare NAME]
     rl tasks [--json] | rl tasks show NAME [--json] [--seed N] [--model DIR] (envs/catalogue.py)
     rl report RUN_DIR [--out DIR]                                        (rl/report.py)
-    rl sft CONFIG [--output-dir DIR] [--section.field VALUE ...]          (fusion SFT, rl/sft.py)
-    rl build-fusion-data CONFIG --out FILE.jsonl [--prompts N] [--threshold T]   (rl/fusion_data.py)
+    rl sft CONFIG [--output-dir DIR] [--section.field VALUE ...]          (fusion SFT, rl/thinking/sft.py)
+    rl build-fusion-data CONFIG --out FILE.jsonl [--prompts N] [--threshold T]   (rl/thinking/fusion_data.py)
     rl build-fusion-data --arithmetic N --out FILE.jsonl
-    rl eval-thinking CONFIG --out DIR [--model DIR] [--budgets 0,16,32]  (rl/eval_thinking.py)
+    rl eval-thinking CONFIG --out DIR [--model DIR] [--budgets 0,16,32]  (rl/thinking/evals.py)
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
 
     from rewards import get_reward
     from rewards.base import as_result, wants_raw_completion
-    from rl.thinking import split_thinking
+    from rl.thinking.tags import split_thinking
 
     if extra:
         raise SystemExit(f"rl score: unexpected arguments {extra}")
@@ -150,7 +150,7 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_sft(args: argparse.Namespace, extra: list[str]) -> int:
-    from rl.sft import load_sft_config, sft
+    from rl.thinking.sft import load_sft_config, sft
 
     overrides = split_overrides(extra)
     if args.output_dir is not None:
@@ -163,7 +163,7 @@ def cmd_sft(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_build_fusion_data(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
-    from rl.fusion_data import arithmetic_fusion_rows, build_fusion_data, write_rows
+    from rl.thinking.fusion_data import arithmetic_fusion_rows, build_fusion_data, write_rows
 
     if (args.config is None) == (args.arithmetic is None):
         raise SystemExit("rl build-fusion-data: give a CONFIG (rejection sampling) or --arithmetic N, not both")
@@ -186,7 +186,7 @@ def cmd_eval_thinking(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
     from rl.config import load_config
-    from rl.eval_thinking import evaluate_thinking
+    from rl.thinking.evals import evaluate_thinking
 
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     results = evaluate_thinking(load_config(args.config, split_overrides(extra)), Path(args.out), model=args.model,

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from envs.tasks import Row, Task
-from rl.thinking import render_chat, response_prefix
+from rl.thinking.chat import render_chat
+from rl.thinking.tags import response_prefix
 from rl.types import RolloutRequest
 
 

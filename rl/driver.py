@@ -5,8 +5,8 @@
 One step, top to bottom (each phase is timed as time/<phase>):
   `make_round`, in the RolloutsAhead thread (rl/pipeline.py):
     newest weights learner rank 0 -> rollout workers, in buckets        time/sync
-    sample prompts (rl/data.py) -> render chat prompts (rl/thinking.py)
-    generate on RolloutWorkers (rl/rollout.py)                          time/generate
+    sample prompts (rl/data.py) -> render chat prompts (rl/thinking/)
+    generate on RolloutWorkers (rl/rollout/worker.py)                          time/generate
     score on RewardWorkers (rewards/worker.py)                          time/reward
   `grpo_step`, in the driver's thread, once the round is ready         time/wait_rollout
     group-normalised advantages (rl/grpo.py) -> padded TrainBatch -> rollouts/step_N.jsonl
@@ -40,7 +40,8 @@ from rl.evaluate import evaluate
 from rl.metrics import RunLogger, rollout_metrics, write_rollouts
 from rl.models import resolve_model_path
 from rl.pipeline import RolloutsAhead, Weights
-from rl.thinking import render_chat, sample_budget
+from rl.thinking.chat import render_chat
+from rl.thinking.budget import sample_budget
 from rl.types import Rollout, RolloutRequest, TrainBatch
 
 log = logging.getLogger("rl")
@@ -475,7 +476,7 @@ def create_learners(cfg: TrainConfig, model_path: str) -> list:
 def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
     import ray
 
-    from rl.rollout import RolloutWorker
+    from rl.rollout.worker import RolloutWorker
 
     rc = cfg.rollout
     pg = placement("rollout", rc.num_workers, rc.cpus_per_worker, rc.gpus_per_worker, rc.resources,
@@ -490,7 +491,7 @@ def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
 
 
 def engine_kwargs(rc: RolloutConfig) -> dict[str, Any]:
-    """The rollout engine's settings from the config (rl/engines.py `make_engine`)."""
+    """The rollout engine's settings from the config (rl/rollout/engines.py `make_engine`)."""
     return {"dtype": rc.dtype, "gpu_memory_utilization": rc.gpu_memory_utilization, "kv_cache_gb": rc.kv_cache_gb,
             "enforce_eager": rc.enforce_eager, "max_model_len": rc.max_prompt_tokens + rc.max_new_tokens + 256}
 
@@ -501,7 +502,7 @@ def create_reward_workers(cfg: TrainConfig, tasks: list[Task]) -> list:
     from rewards.worker import RewardWorker
 
     rw = cfg.reward
-    specs = {t.name: [_absolute_paths(s) for s in t.rewards] for t in tasks}
+    specs = {t.name: t.rewards for t in tasks}
     pg = placement("reward", rw.num_workers, rw.cpus_per_worker, 0, rw.resources, cfg.cluster.placement_strategy)
     actor = ray.remote(RewardWorker)
     workers = [actor.options(**_options(pg, i, rw.cpus_per_worker, 0, actor_env(1)),
@@ -510,14 +511,6 @@ def create_reward_workers(cfg: TrainConfig, tasks: list[Task]) -> list:
                for i in range(rw.num_workers)]
     ray.get([w.stats.remote() for w in workers])
     return workers
-
-
-def _absolute_paths(spec: RewardSpec) -> RewardSpec:
-    """`path/file.py:fn` is relative to where `rl train` runs; actors run elsewhere, so make it absolute."""
-    module, sep, attr = spec.name.rpartition(":")
-    if sep and module.endswith(".py"):
-        return dataclasses.replace(spec, name=f"{Path(module).resolve()}:{attr}", alias=spec.alias or attr)
-    return spec
 
 
 # ------------------------------------------------------------------------- judge and reward-model actors

@@ -24,7 +24,7 @@ from envs.tasks import Row, Task
 from rewards.runner import ScoreResult
 from rl.config import TrainConfig
 from rl.data import group_requests
-from rl.thinking import sample_budget
+from rl.thinking.budget import sample_budget
 from rl.types import Rollout, RolloutRequest
 
 RunRound = Callable[[list[RolloutRequest], list[Row], list[str]], tuple[list[Rollout], list[ScoreResult]]]

@@ -22,7 +22,7 @@ import torch
 
 from rewards.env import UNFINISHED
 from rewards.runner import ScoreResult
-from rl.thinking import complies, parse_thinking
+from rl.thinking.tags import complies, parse_thinking
 from rl.types import Rollout
 
 log = logging.getLogger("rl")

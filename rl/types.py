@@ -61,7 +61,7 @@ class Rollout:
     budget_hit: bool = False
     """The thinking budget was reached and STOP_THINKING was inserted."""
     env_info: dict[str, Any] = field(default_factory=dict)
-    """Agent envs: turns, tool calls, env reward, success, errors, timings (keys: rl/agent_rollout.py)."""
+    """Agent envs: turns, tool calls, env reward, success, errors, timings (keys: rl/rollout/agent_loop.py)."""
     weights_version: int = 0
     """Learner step whose weights generated this rollout (staleness for off-policy runs)."""
     thinking_tokens: int = 0

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from rl.engines import EngineOutput
+from rl.rollout.engines import EngineOutput
 
 LOGPROB = -0.25
 """Every scripted token's logprob: distinguishable from the 0.0 that env tokens get."""
@@ -18,7 +18,7 @@ def call(tool: str, /, **arguments: Any) -> str:
 
 
 class FakeEngine:
-    """An rl.engines.Engine without a model: `policy(context text) -> reply text`. Each reply is encoded
+    """An rl.rollout.engines.Engine without a model: `policy(context text) -> reply text`. Each reply is encoded
     once and ends with the end-of-turn token; it is cut (finish "length") at the requested max_tokens."""
 
     dtype = torch.float32

@@ -1,4 +1,4 @@
-"""rl/agent_rollout.py with a scripted engine (no model) and the real Qwen3 tokenizer: token-in/token-out
+"""rl/rollout/agent_loop.py with a scripted engine (no model) and the real Qwen3 tokenizer: token-in/token-out
 contexts, loss masks (env tokens 0, model tokens 1), logprobs, turn and token limits, and envs or tools
 that raise, hang or flood, which end only their own episode. Also the RolloutWorker routing, the
 driver's agent requests, and the env metrics."""
@@ -15,10 +15,11 @@ from envs.agents.tools import ToolEnv, tool_schema
 from envs.base import env_prompt
 from envs.tasks import get_task_spec
 from rewards.env import env_reward
-from rl.agent_rollout import AgentRollouts, ObservationTokens
+from rl.rollout.agent_loop import AgentRollouts, ObservationTokens
 from rl.metrics import env_metrics
 from rl.models import qwen3_tokenizer_dir
-from rl.thinking import EMPTY_THINK, render_chat
+from rl.thinking.tags import EMPTY_THINK
+from rl.thinking.chat import render_chat
 from rl.types import RolloutRequest
 
 HERE = __file__
@@ -258,7 +259,7 @@ def test_a_tool_that_raises_hangs_or_floods_is_an_observation_not_a_failure(tok)
 
 # ---------------------------------------------------------------------------- worker, driver, metrics
 def test_rollout_worker_routes_agent_requests_and_keeps_order(tok):
-    from rl.rollout import RolloutWorker
+    from rl.rollout.worker import RolloutWorker
 
     engine = FakeEngine(tok, lambda context: "7" if "guess" in context.lower() else "single answer")
     worker = RolloutWorker(str(qwen3_tokenizer_dir()), "scripted", temperature=1.0, top_p=1.0, seed=0, engine=engine)

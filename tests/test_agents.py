@@ -161,7 +161,7 @@ def test_guess_number_invalid_moves_cost_a_guess():
 # --------------------------------------------------------------------------------------------- store
 def as_text(conversation):
     """The conversation as the chat template shows it (what `store_policy` reads)."""
-    from rl.thinking import render_project_chat
+    from rl.thinking.chat import render_project_chat
 
     return render_project_chat(conversation, thinking=False)
 

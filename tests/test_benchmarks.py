@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import vs_trl  # noqa: E402
 from benchmarks.learner_flops import matmul_peak, synthetic_batch  # noqa: E402
 from benchmarks.trl_grpo import TaskReward  # noqa: E402
-from rl.thinking import EMPTY_THINK  # noqa: E402
+from rl.thinking.tags import EMPTY_THINK  # noqa: E402
 
 TINY = REPO / "configs" / "tiny.yaml"
 
@@ -157,7 +157,7 @@ class RandomLengthEngine:
     dtype = torch.float32
 
     def generate(self, prompts, max_tokens):
-        from rl.engines import EngineOutput
+        from rl.rollout.engines import EngineOutput
 
         lengths = [int(torch.randint(1, limit + 1, ())) for limit in max_tokens]
         return [EngineOutput([7] * n, [-0.5] * n, "length" if n == limit else "stop")

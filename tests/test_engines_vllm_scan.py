@@ -2,7 +2,7 @@
 import sys
 import types
 
-from rl.engines import _modules_hidden_from_vllm_kernel_scan
+from rl.rollout.engines import _modules_hidden_from_vllm_kernel_scan
 
 
 class _ProxiesDict:

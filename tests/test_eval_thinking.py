@@ -1,4 +1,4 @@
-"""Thinking evaluation (rl/eval_thinking.py): ThinkFollow scoring, budget accuracy, the plot, and `rl eval-thinking`."""
+"""Thinking evaluation (rl/thinking/evals.py): ThinkFollow scoring, budget accuracy, the plot, and `rl eval-thinking`."""
 from __future__ import annotations
 
 import json
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl.engines import EngineOutput
-from rl.eval_thinking import BudgetPoint, make_dialogs, plot_budget_accuracy, think_follow
+from rl.rollout.engines import EngineOutput
+from rl.thinking.evals import BudgetPoint, make_dialogs, plot_budget_accuracy, think_follow
 from rl.models import qwen3_tokenizer_dir
-from rl.rollout import RolloutWorker
-from rl.thinking import EMPTY_THINK
+from rl.rollout.worker import RolloutWorker
+from rl.thinking.tags import EMPTY_THINK
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

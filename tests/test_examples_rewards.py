@@ -15,7 +15,6 @@ from envs.tasks import load_task
 from rewards import get_reward
 from rewards.runner import RewardRunner, ScoreRequest
 from rl.config import ConfigError, TaskConfig, load_config
-from rl.driver import _absolute_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,11 +40,13 @@ def test_example_rewards_by_import_string():
 def test_example_config_scores_through_the_runner(in_repo):
     cfg = load_config("examples/my_reward.yaml")
     task = load_task(cfg.data.tasks[0], cfg.run.seed)
-    assert [s.name for s in task.rewards] == ["examples/my_reward.py:units", "examples/my_reward.py:brevity"]
+    example = REPO / "examples" / "my_reward.py"  # made absolute at load time: the reward actors run elsewhere
+    assert [s.name for s in task.rewards] == [f"{example}:units", f"{example}:brevity"]
+    assert [s.key for s in task.rewards] == ["units", "brevity"]
     rows = {row["prompt"]: row for row in task.train + task.eval}
     km = next(r for r in rows.values() if r["unit"] == "km")
     books = next(r for r in rows.values() if r["free_length"])
-    specs = {task.name: [_absolute_paths(s) for s in task.rewards]}  # as the driver hands them to its actors
+    specs = {task.name: task.rewards}  # as the driver hands them to its actors
     completions = [(f"It travels {km['answer']} km.", km), (km["answer"], km),
                    ("Let me think about this for a very long time before I answer: the train goes fast and far, "
                     f"so it travels {km['answer']} km.", km),

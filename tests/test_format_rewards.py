@@ -6,7 +6,7 @@ import pytest
 from rewards.base import wants_raw_completion
 from rewards.format import format_reward, think_mode_reward
 from rewards.registry import get_reward
-from rl.thinking import EMPTY_THINK, STOP_THINKING
+from rl.thinking.tags import EMPTY_THINK, STOP_THINKING
 
 THOUGHT = "<think>\n2 plus 2 is 4\n</think>\n\nThe answer is 4."
 NO_THOUGHT = EMPTY_THINK + "The answer is 4."

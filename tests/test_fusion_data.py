@@ -1,4 +1,4 @@
-"""`rl build-fusion-data` (rl/fusion_data.py): which samples rejection sampling keeps, and a run on the tiny model."""
+"""`rl build-fusion-data` (rl/thinking/fusion_data.py): which samples rejection sampling keeps, and a run on the tiny model."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rl.fusion_data import select, with_flag
-from rl.thinking import EMPTY_THINK, STOP_THINKING, wants_thinking
+from rl.thinking.fusion_data import select, with_flag
+from rl.thinking.tags import EMPTY_THINK, STOP_THINKING, wants_thinking
 
 TESTS = Path(__file__).parent
 THOUGHT = "<think>\n2 plus 2 is 4\n</think>\n\n4"
@@ -56,7 +56,7 @@ def test_keep_samples_caps_per_prompt_counts_and_flags_the_user_turn():
     from envs.tasks import load_task
     from rewards.runner import ScoreResult
     from rl.config import TaskConfig
-    from rl.fusion_data import FusionStats, keep_samples
+    from rl.thinking.fusion_data import FusionStats, keep_samples
     from rl.types import RolloutRequest
 
     task = load_task(TaskConfig(name="arithmetic", size=10, eval_size=2), 0)
@@ -82,7 +82,7 @@ def test_build_fusion_data_on_the_tiny_model(tiny_model: Path, tmp_path: Path):
     from transformers import AutoTokenizer
 
     from rl.cli import main
-    from rl.sft import encode_chat
+    from rl.thinking.sft import encode_chat
     from tests.conftest import tiny_overrides
 
     out = tmp_path / "fusion.jsonl"

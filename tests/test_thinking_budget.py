@@ -1,4 +1,4 @@
-"""The thinking budget in rollouts (rl/rollout.py): two-phase generation with STOP_THINKING inserted.
+"""The thinking budget in rollouts (rl/rollout/worker.py): two-phase generation with STOP_THINKING inserted.
 
 A scripted engine (a model that thinks forever and never writes `</think>`) drives the real
 RolloutWorker with the real Qwen3 tokenizer, so the token-level bookkeeping is checked exactly; then
@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from rl.models import qwen3_tokenizer_dir
-from rl.rollout import RolloutWorker
-from rl.thinking import STOP_THINKING, ThinkingBudget, parse_thinking
+from rl.rollout.worker import RolloutWorker
+from rl.thinking.tags import STOP_THINKING, parse_thinking
+from rl.thinking.budget import ThinkingBudget
 from rl.types import RolloutRequest
 
 THOUGHT = "<think>\nLet me add the numbers one by one, carefully, and check again"
@@ -37,7 +38,7 @@ class ScriptedEngine:
         self.originals: list[list[int]] = []  # the request prompts (first call)
 
     def generate(self, prompts, max_tokens):
-        from rl.engines import EngineOutput
+        from rl.rollout.engines import EngineOutput
 
         self.calls.append(([list(p) for p in prompts], list(max_tokens)))
         outs = []

@@ -13,7 +13,7 @@ import torch
 from rl.config import load_config
 from rl.driver import collate
 from rl.learner import Learner
-from rl.rollout import RolloutWorker
+from rl.rollout.worker import RolloutWorker
 from rl.types import RolloutRequest
 
 
@@ -67,7 +67,7 @@ def test_hf_engine_generates_with_synced_weights(tiny_model, tmp_path):
 
 @pytest.mark.slow
 def test_vllm_engine_generates_with_synced_weights(tiny_model, tmp_path):
-    # bm25s loads numba/llvmlite, whose ffi.lib once crashed vLLM's CPU start-up (rl.engines explains);
+    # bm25s loads numba/llvmlite, whose ffi.lib once crashed vLLM's CPU start-up (rl.rollout.engines explains);
     # the search agent env imports it in the rollout worker's process, so the engine must start anyway.
     pytest.importorskip("bm25s")
     # vLLM's CPU kernels reduce in another order than torch: ~2e-3 apart in fp32 on logprobs near -12

@@ -19,7 +19,7 @@ from typing import Any
 from envs.base import Env, StepResult
 from envs.tasks import Row, TaskSpec
 from rewards.runner import RewardSpec
-from rl.thinking import split_thinking
+from rl.thinking.tags import split_thinking
 
 PROMPT = ("Let's play a game. I am thinking of an integer from {low} to {high}. Guess it: reply with just one "
           "number. After each guess I will tell you whether my number is higher or lower. You have {guesses} "

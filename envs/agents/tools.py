@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from envs.base import Env, EnvError, Message, StepResult, call_with_timeout, truncate
 from rewards.function_call import MalformedToolCall, ToolCall, parse_tool_calls
-from rl.thinking import split_thinking
+from rl.thinking.tags import split_thinking
 
 log = logging.getLogger("envs")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.config import ConfigError, TrainConfig
-from rl.thinking import assistant_response, parse_thinking, wants_thinking
+from rl.thinking.tags import assistant_response, parse_thinking, wants_thinking
 
 log = logging.getLogger("rl")
 

@@ -153,7 +153,7 @@ class VLLMEngine:
             self.llm = LLM(
                 model=model_path, dtype="auto" if dtype == "auto" else dtype, seed=seed,
                 enforce_eager=enforce_eager, distributed_executor_backend="uni",
-                gpu_memory_utilization=gpu_memory_utilization, worker_extension_cls="rl.engines.VLLMWeightLoader",
+                gpu_memory_utilization=gpu_memory_utilization, worker_extension_cls="rl.rollout.engines.VLLMWeightLoader",
                 max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
         self.sampling = SamplingParams
         self.temperature, self.top_p = temperature, top_p

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envs.base import CallOutcome, Env, Message, StepResult, call_all, get_env, run_sync, truncate
-from rl.engines import Engine, EngineOutput
-from rl.thinking import render_chat
+from rl.rollout.engines import Engine, EngineOutput
+from rl.thinking.chat import render_chat
 from rl.types import Rollout, RolloutRequest
 
 log = logging.getLogger("rl")
@@ -112,7 +112,7 @@ class Episode:
 
 
 class AgentRollouts:
-    """Runs agent episodes on `engine` (an rl.engines.Engine: generate + load_weights)."""
+    """Runs agent episodes on `engine` (an rl.rollout.engines.Engine: generate + load_weights)."""
 
     def __init__(self, engine: Engine, tokenizer: Any):
         self.engine, self.tokenizer = engine, tokenizer

@@ -3,7 +3,7 @@
 It owns what happens between prompt tokens and a finished response: the thinking budget (two-phase
 generation with STOP_THINKING inserted and masked out of the loss), the loss mask, the behaviour
 logprobs, and the weight version the rollout was generated with. Requests for agent envs become
-multi-turn episodes (rl/agent_rollout.py) on the same engine. The driver wraps this class with
+multi-turn episodes (rl/rollout/agent_loop.py) on the same engine. The driver wraps this class with
 `ray.remote(...)`; it is a plain class so tests can use it in-process.
 """
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from rl.agent_rollout import AgentRollouts
-from rl.engines import Engine, make_engine
-from rl.thinking import ThinkingBudget, response_prefix
+from rl.rollout.agent_loop import AgentRollouts
+from rl.rollout.engines import Engine, make_engine
+from rl.thinking.budget import ThinkingBudget
+from rl.thinking.tags import response_prefix
 from rl.types import Rollout, RolloutRequest, decode_weights
 
 
@@ -42,7 +43,7 @@ class RolloutWorker:
 
     def generate(self, requests: list[RolloutRequest]) -> list[Rollout]:
         """Generate every request, in request order: agent episodes (`request.env` set) run through
-        rl/agent_rollout.py, the others as single turns here."""
+        rl/rollout/agent_loop.py, the others as single turns here."""
         if requests:
             torch.manual_seed(requests[0].seed)  # engines without a seeded generator sample from torch's
         is_agent = [r.env is not None for r in requests]

@@ -13,7 +13,7 @@ ThinkFollow (Qwen3 report, section 4.3): dialogs of `turns` user turns, each wit
 in the history. Prompts are rendered in thinking mode (no think block pre-filled), so the model
 itself must write an empty block after `/no_think` and a thought otherwise. A turn follows the flag
 when its response complies with `wants_thinking(dialog so far)` (the last flag wins; no flag at all =
-thinking), judged by `rl.thinking.parse_thinking` / `complies`. Score = share of turns that follow.
+thinking), judged by `rl.thinking.tags.parse_thinking` / `complies`. Score = share of turns that follow.
 
 Budget accuracy: the task's eval questions in thinking mode with each thinking budget (the rollout
 worker's two-phase generation: cut at the budget, STOP_THINKING, answer), each budget with
@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from rl.config import ConfigError, TrainConfig
-from rl.thinking import complies, parse_thinking, render_chat, response_prefix, split_thinking, wants_thinking
+from rl.thinking.tags import complies, parse_thinking, response_prefix, split_thinking, wants_thinking
+from rl.thinking.chat import render_chat
 from rl.types import RolloutRequest
 
 FLAGS = ("/think", "/no_think", None)
@@ -161,9 +162,9 @@ def evaluate_thinking(cfg: TrainConfig, out: Path, *, model: str | None = None, 
                       success: float = 1.0) -> dict[str, Any]:
     """Run both evaluations with an in-process rollout worker; write results.json and the plot."""
     from envs.tasks import load_task
-    from rl.fusion_data import with_flag
+    from rl.thinking.fusion_data import with_flag
     from rl.models import resolve_model_path
-    from rl.rollout import RolloutWorker
+    from rl.rollout.worker import RolloutWorker
 
     budgets = [0, 16, 32, 64] if budgets is None else budgets
     if dialogs < 1 or turns < 1 or problems < 1 or answer_tokens < 1 or any(b < 0 for b in budgets):

@@ -5,8 +5,8 @@ trained by the same DeepSpeed Learner actors as GRPO.
 
 Data: a JSONL file, one conversation per line: `{"messages": [{"role": "user", "content": "... /no_think"},
 {"role": "assistant", "content": "<think>\\n\\n</think>\\n\\n42"}]}` (any number of earlier turns, an
-optional system message). `rl build-fusion-data` writes such files (rl/fusion_data.py), and
-`configs/data/fusion_arithmetic.jsonl` ships a procedural one (`rl.fusion_data.arithmetic_fusion_rows`).
+optional system message). `rl build-fusion-data` writes such files (rl/thinking/fusion_data.py), and
+`configs/data/fusion_arithmetic.jsonl` ships a procedural one (`rl.thinking.fusion_data.arithmetic_fusion_rows`).
 
 Loss: on the tokens of the FINAL assistant turn only (its think block, answer and end-of-turn token).
 The prompt is rendered in thinking mode (`render_chat(..., thinking=True)`), which leaves the think
@@ -33,7 +33,8 @@ import torch
 import yaml
 
 from rl.config import ConfigError, TrainConfig, apply_override, from_dict, to_dict
-from rl.thinking import complies, parse_thinking, render_chat, wants_thinking
+from rl.thinking.tags import complies, parse_thinking, wants_thinking
+from rl.thinking.chat import render_chat
 from rl.types import SFTBatch
 
 log = logging.getLogger("rl")
