@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine_info, write_json  # noqa: E402
 from rewards import get_reward  # noqa: E402
-from rewards.runner import RewardRunner, RewardSpec, ScoreRequest  # noqa: E402
+from rewards.runner import RewardRunner
+from rewards.spec import RewardSpec, ScoreRequest  # noqa: E402
 
 Sample = tuple[str, dict[str, Any]]
 

@@ -21,7 +21,7 @@ from envs.base import env_prompt, get_env
 from rewards.base import required_fields
 from rewards.registry import get_reward
 from rl.plugins import absolute_import_string, resolve
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 from rl.config import ConfigError, TaskConfig
 from rl.thinking.tags import wants_thinking
 

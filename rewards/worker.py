@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rewards.runner import RewardRunner, RewardSpec, ScoreRequest, ScoreResult
+from rewards.runner import RewardRunner
+from rewards.spec import RewardSpec, ScoreRequest, ScoreResult
 
 
 class RewardWorker:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rewards.runner import RewardSpec  # a task's reward entries: {name, weight, kwargs, alias}
+from rewards.spec import RewardSpec  # a task's reward entries: {name, weight, kwargs, alias}
 
 
 class ConfigError(ValueError):

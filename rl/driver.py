@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from envs.tasks import Task, load_task
-from rewards.runner import RewardSpec, ScoreRequest, ScoreResult
+from rewards.spec import RewardSpec, ScoreRequest, ScoreResult
 from rl import checkpoint, fault, grpo
 from rl.config import ConfigError, JudgeConfig, RewardModelConfig, RolloutConfig, TrainConfig, save_config, to_dict
 from rl.data import TaskMix, group_requests, informative

@@ -21,7 +21,7 @@ import random
 from typing import Any, Callable
 
 from envs.tasks import Row, Task
-from rewards.runner import ScoreResult
+from rewards.spec import ScoreResult
 from rl.config import TrainConfig
 from rl.data import group_requests
 from rl.thinking.budget import sample_budget

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from rewards.env import UNFINISHED
-from rewards.runner import ScoreResult
+from rewards.spec import ScoreResult
 from rl.thinking.tags import complies, parse_thinking
 from rl.types import Rollout
 

@@ -19,7 +19,7 @@ from envs.agents.tools import ToolEnv, ToolError, tool_schema
 from envs.base import EnvError, call_all, env_prompt
 from envs.tasks import get_task_spec, load_task
 from rewards.env import env_reward
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 from rl.config import ConfigError, TaskConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM, Qwen3ForS
 from envs.tasks import load_task
 from rewards.judge import RAY_NAMESPACE, JudgeItem, JudgeWorker
 from rewards.reward_model import RewardModelWorker
-from rewards.runner import RewardSpec, ScoreRequest
+from rewards.spec import RewardSpec, ScoreRequest
 from rl.config import ConfigError, TaskConfig, load_config
 from rl.driver import create_judges, create_reward_workers, plan_judges
 from rl.models import qwen3_tokenizer_dir

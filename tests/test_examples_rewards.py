@@ -13,7 +13,8 @@ import pytest
 
 from envs.tasks import load_task
 from rewards import get_reward
-from rewards.runner import RewardRunner, ScoreRequest
+from rewards.runner import RewardRunner
+from rewards.spec import ScoreRequest
 from rl.config import ConfigError, TaskConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]

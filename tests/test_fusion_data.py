@@ -54,7 +54,7 @@ def test_with_flag(content, thinking, expected):
 
 def test_keep_samples_caps_per_prompt_counts_and_flags_the_user_turn():
     from envs.tasks import load_task
-    from rewards.runner import ScoreResult
+    from rewards.spec import ScoreResult
     from rl.config import TaskConfig
     from rl.thinking.fusion_data import FusionStats, keep_samples
     from rl.types import RolloutRequest

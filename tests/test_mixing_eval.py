@@ -14,7 +14,7 @@ import torch
 from transformers import AutoTokenizer
 
 from envs.tasks import load_task
-from rewards.runner import RewardSpec, ScoreResult
+from rewards.spec import RewardSpec, ScoreResult
 from rl.config import ConfigError, TaskConfig, load_config
 from rl.data import TaskMix, informative
 from rl.driver import Round, dynamic_sampling

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from rewards import get_reward
-from rewards.runner import RewardRunner, RewardSpec, ScoreRequest
+from rewards.runner import RewardRunner
+from rewards.spec import RewardSpec, ScoreRequest
 
 CASES = Path(__file__).parent / "data" / "peer_cases"
 

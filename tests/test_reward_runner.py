@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from rewards.runner import RewardRunner, RewardSpec, ScoreRequest
+from rewards.runner import RewardRunner
+from rewards.spec import RewardSpec, ScoreRequest
 from rewards.worker import RewardWorker, merge_stats, score_in_pool, stats_in_pool
 
 REWARDS_SOURCE = '''

@@ -18,6 +18,7 @@ from envs.catalogue import (MODEL_KWARG, as_completion, list_tasks, reference_an
                             with_model)
 from envs.tasks import BUILTIN_TASKS, get_task_spec, load_task
 from rewards.runner import RewardRunner
+from rewards.spec import RewardSpec
 from rl.config import ConfigError, TaskConfig
 from rl.models import qwen3_tokenizer_dir
 from rl.thinking.tags import assistant_response
@@ -133,13 +134,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def test_file_row_missing_a_reward_field_names_file_and_row(tmp_path):
     data = write_jsonl(tmp_path / "qa.jsonl", [{"prompt": "1+1?", "answer": "2"}, {"prompt": "2+2?"}])
     cfg = TaskConfig(name="qa", source=str(data), rewards=[{"name": "math"}], eval_size=0)
-    cfg.rewards = [__import__("rewards.runner", fromlist=["RewardSpec"]).RewardSpec("math")]
+    cfg.rewards = [RewardSpec("math")]
     with pytest.raises(ConfigError, match=r"qa\.jsonl: row 1 of task 'qa' is missing field\(s\) \['answer'\]"):
         load_task(cfg, seed=0)
 
 
 def test_file_row_of_another_task_names_file_and_row(tmp_path):
-    from rewards.runner import RewardSpec
+    from rewards.spec import RewardSpec
 
     data = write_jsonl(tmp_path / "mixed.jsonl", [{"prompt": "a", "answer": "1", "task": "qa"},
                                                   {"prompt": "b", "answer": "2", "task": "unknown_task"}])
@@ -148,7 +149,7 @@ def test_file_row_of_another_task_names_file_and_row(tmp_path):
 
 
 def test_file_row_without_prompt_and_unknown_source(tmp_path):
-    from rewards.runner import RewardSpec
+    from rewards.spec import RewardSpec
 
     data = write_jsonl(tmp_path / "bad.jsonl", [{"question": "1+1?", "answer": "2"}])
     with pytest.raises(ConfigError, match=r"row 0 of task 'qa' has neither `prompt` nor `messages`"):

@@ -18,7 +18,7 @@ from typing import Any
 
 from envs.base import Env, StepResult
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 from rl.thinking.tags import split_thinking
 
 PROMPT = ("Let's play a game. I am thinking of an integer from {low} to {high}. Guess it: reply with just one "

@@ -20,7 +20,7 @@ from envs.agents.tools import ToolEnv, ToolError, tool_schema
 from envs.base import EnvError, StepResult, row_messages, truncate
 from envs.tasks import Row, TaskSpec
 from rewards.math import math_reward
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 from rewards.sandbox import Limits, SandboxError, run_python
 
 SYSTEM_PROMPT = ("You can run Python code with the `python` tool; each call is a fresh interpreter, so print "

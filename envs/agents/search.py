@@ -28,7 +28,7 @@ from typing import Any, Callable
 from envs.agents.tools import ToolEnv, ToolError, tool_schema
 from envs.base import StepResult, row_messages
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CORPUS = DATA / "veloria_corpus.jsonl"

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from envs.agents.tools import ToolEnv, ToolError, tool_schema
 from envs.base import StepResult, row_messages
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 SYSTEM_PROMPT = ("You are a shop assistant with tools to look up users and orders. Use the tools to do what the "
                  "user asks; ids come from earlier tool results. When you are done, reply without a tool call.")

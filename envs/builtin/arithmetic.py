@@ -11,7 +11,7 @@ import random
 from typing import Any
 
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 PROMPT = "What is {expr}? Answer with just the number."
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from envs.builtin.common import check_options
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 Inputs = Callable[[random.Random], tuple]
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from envs.builtin.common import check_options
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 TOPICS = ["the ocean", "bicycles", "coffee", "libraries", "the moon", "gardening", "rainy days", "chess",
           "bread baking", "mountains", "public parks", "trains", "honeybees", "winter mornings", "old maps",

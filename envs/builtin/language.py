@@ -12,7 +12,7 @@ from typing import Any
 
 from envs.builtin.common import check_options, count_rows, data_rows, sample_rows
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 
 def _rows(task: str, file: str, size: int, seed: int, options: dict[str, Any]) -> list[Row]:

@@ -15,7 +15,7 @@ import reasoning_gym
 
 from envs.builtin.common import check_options
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 BOXED = "Put your final answer in \\boxed{}."
 

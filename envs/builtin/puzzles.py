@@ -13,7 +13,7 @@ from typing import Any
 from envs.builtin.common import ANSWER_TAGS, tagged
 from envs.tasks import Generator, Row, TaskSpec
 from rewards.puzzles import reasoning_gym_rows
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 
 def _rg_generator(generator: str, defaults: dict[str, Any]) -> Generator:

@@ -12,7 +12,7 @@ from typing import Any
 
 from envs.builtin.common import check_options
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 SYLLABLES = ["vel", "mor", "ka", "tri", "zan", "lo", "ber", "qui", "ash", "dor", "ni", "sel", "run", "ta"]
 REGIONS = ["the northern hills", "a river valley", "the eastern coast", "a high plateau", "the southern plains"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from envs.builtin.common import check_options
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 from rl.thinking.tags import assistant_response, wants_thinking
 
 QUESTIONS = [("Name a primary color.", "Red"), ("What is the opposite of hot?", "Cold"),

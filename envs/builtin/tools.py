@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from envs.builtin.common import check_options
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 CALL_FORMAT = ('To call a function, reply with <tool_call>{"name": NAME, "arguments": {...}}</tool_call>, '
                "one tag per call.")

@@ -14,7 +14,7 @@ from typing import Any
 
 from envs.builtin.common import check_options
 from envs.tasks import Row, TaskSpec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 TOPICS = ["a rainy afternoon", "a lost key", "the first day of spring", "an old lighthouse", "a busy market",
           "a quiet library", "a friendly dog", "the night sky", "a long train ride", "a cup of tea"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from envs.tasks import TaskSpec
 from rewards.base import RewardResult, reward_spec
-from rewards.runner import RewardSpec
+from rewards.spec import RewardSpec
 
 
 def generate(size: int, seed: int, options: dict[str, Any]) -> list[dict[str, Any]]:

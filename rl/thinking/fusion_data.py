@@ -78,7 +78,7 @@ def build_fusion_data(cfg: TrainConfig, out: Path, *, prompts: int, threshold: f
     from transformers import AutoTokenizer
 
     from envs.tasks import load_task
-    from rewards.runner import ScoreRequest
+    from rewards.spec import ScoreRequest
     from rewards.worker import score_in_pool
     from rl.data import TaskMix
     from rl.driver import build_requests, create_reward_workers, create_rollout_workers, generate, init_ray
