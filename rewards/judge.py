@@ -6,7 +6,7 @@ A judge model reads {question, reference, response} in `JUDGE_TEMPLATE` and give
 - mode "grade": the judge writes a 0-10 grade (greedy, a few tokens); score = grade / 10.
 
 Backends, picked from the `model` string given to `JudgeWorker`:
-- a local Hugging Face model folder: transformers (fp32 on CPU, bf16/fp16 on CUDA; `pick_device_dtype`).
+- a local Hugging Face model folder: transformers (fp32 on CPU, bf16/fp16 on CUDA; `rl.models.device_and_dtype`).
   The prompt is rendered with the tokenizer's chat template when it has one (thinking off, so the
   verdict is the next token), else the plain message followed by "\\nAnswer:".
 - an `http(s)://` URL: any OpenAI-compatible server (e.g. `vllm serve`). `api="completions"` (default)
@@ -43,6 +43,7 @@ from typing import Any, Awaitable, Callable, Generic, Literal, Sequence, TypeVar
 import torch
 
 from rewards.base import RewardResult, reward_spec
+from rl.models import device_and_dtype
 
 JudgeMode = Literal["yes_no", "grade"]
 
@@ -172,23 +173,6 @@ def verdict_from_top_logprobs(top: dict[str, float]) -> Verdict:
     return Verdict(p_yes / (p_yes + p_no), "YES" if p_yes >= p_no else "NO", json.dumps(top)[:300])
 
 
-def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tuple[torch.device, torch.dtype]:
-    """Device and dtype by capability: CUDA in bf16 (fp16 where bf16 is unsupported), else CPU in fp32.
-
-    fp32 on CPU because torch's bf16 matmul on CPUs without AVX-512-BF16 is 50-100x slower than fp32
-    (measured ~1 vs ~70 GFLOP/s on a 2-core AVX2 EPYC). Explicit `device` / `dtype` win.
-    """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype is not None:
-        resolved = getattr(torch, dtype, None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"dtype {dtype!r} is not a torch dtype; use 'float32', 'bfloat16' or 'float16'")
-        return dev, resolved
-    if dev.type == "cuda":
-        return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return dev, torch.float32
-
-
 def load_tokenizer(path: str):
     """A tokenizer with a pad token (falls back to EOS: pads are masked, so which token does not matter)."""
     from transformers import AutoTokenizer
@@ -206,7 +190,7 @@ class TransformersJudge:
         from transformers import AutoModelForCausalLM
 
         self.options = options
-        self.device, self.dtype = pick_device_dtype(options.device, options.dtype)
+        self.device, self.dtype = device_and_dtype(options.dtype, options.device)
         self.tokenizer = load_tokenizer(path)
         # Left padding puts every row's next-token position last, so `logits_to_keep=1` suffices:
         # full (B, T, V) logits of a 150k vocabulary would cost GBs.

@@ -26,7 +26,8 @@ from typing import Any, Awaitable, Callable, Literal, Sequence
 import torch
 
 from rewards.base import RewardResult, reward_spec
-from rewards.judge import AsyncBatcher, cached_worker, load_tokenizer, named_actors, pick_device_dtype
+from rewards.judge import AsyncBatcher, cached_worker, load_tokenizer, named_actors
+from rl.models import device_and_dtype
 
 Messages = list[dict[str, str]]
 Prompt = str | Messages
@@ -53,7 +54,7 @@ class RewardModelWorker:
     model: a local HF folder with a sequence-classification head (num_labels=1).
     micro_batch_size: conversations per forward pass; max_batch / max_wait_ms: async batching (as
     `JudgeOptions`); max_length: longer conversations are cut at the end (right truncation);
-    device / dtype: None picks by capability (fp32 on CPU, see `pick_device_dtype`).
+    device / dtype: None picks by capability (fp32 on CPU, see `rl.models.device_and_dtype`).
     """
 
     def __init__(self, model: str, *, micro_batch_size: int = 8, max_batch: int = 32, max_wait_ms: float = 20.0,
@@ -63,7 +64,7 @@ class RewardModelWorker:
         if not Path(model).is_dir():
             raise FileNotFoundError(f"reward model {model!r} is not a model folder")
         self.micro_batch_size, self.max_length = micro_batch_size, max_length
-        self.device, self.dtype = pick_device_dtype(device, dtype)
+        self.device, self.dtype = device_and_dtype(dtype, device)
         self.tokenizer = load_tokenizer(model)
         # Right padding: causal attention keeps real tokens blind to pads; HF pools the last non-pad token.
         self.tokenizer.padding_side = "right"

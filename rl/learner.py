@@ -26,17 +26,12 @@ import torch
 
 from rl import grpo
 from rl.config import TrainConfig
+from rl.models import device_and_dtype
 from rl.types import SFTBatch, TrainBatch, encode_weights
 
 
 def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _dtype(name: str) -> torch.dtype:
-    if name == "auto":  # bf16 on CUDA; fp32 on CPU, where bf16 matmuls are 50-100x slower
-        return torch.bfloat16 if _device() == "cuda" else torch.float32
-    return getattr(torch, name)
+    return device_and_dtype()[0].type
 
 
 class Learner:
@@ -64,7 +59,7 @@ class Learner:
         deepspeed.init_distributed(dist_backend="nccl" if _device() == "cuda" else "gloo")
         cfg, lrn = self.cfg, self.cfg.learner
         torch.manual_seed(cfg.run.seed)
-        dtype = _dtype(cfg.model.dtype)
+        dtype = device_and_dtype(cfg.model.dtype)[1]
         model = AutoModelForCausalLM.from_pretrained(self.model_path, torch_dtype=dtype)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable()

@@ -24,6 +24,8 @@ from typing import Protocol
 
 import torch
 
+from rl.models import device_and_dtype
+
 
 @dataclass
 class EngineOutput:
@@ -41,19 +43,14 @@ class Engine(Protocol):
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
 
 
-def default_dtype(device: str) -> torch.dtype:
-    """bf16 on CUDA; fp32 on CPU, where torch's bf16 matmuls are 50-100x slower than fp32."""
-    return torch.bfloat16 if device == "cuda" else torch.float32
-
-
 class HFEngine:
     """transformers `generate`, batched with left padding. The fallback where vLLM does not run."""
 
     def __init__(self, model_path: str, temperature: float, top_p: float, seed: int, dtype: str = "auto"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_dtype = default_dtype(self.device) if dtype == "auto" else getattr(torch, dtype)
+        device, torch_dtype = device_and_dtype(dtype)
+        self.device = device.type
         self.model = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch_dtype).to(self.device).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.eos_ids = _eos_ids(self.model.generation_config, tokenizer)
