@@ -68,16 +68,15 @@ class ProbedRolloutWorker(RolloutWorker):
 
 def make_actor(cfg: Any, model_path: str) -> Any:
     """One probed worker with the driver's resources, environment and engine settings
-    (rl/driver.py create_rollout_workers)."""
+    (rl/actors.py create_rollout_workers)."""
     import ray
 
-    from rl.driver import actor_env, engine_kwargs
+    from rl.actors import actor_env, rollout_worker_kwargs
 
     rc = cfg.rollout
     actor = ray.remote(ProbedRolloutWorker).options(
         num_cpus=rc.cpus_per_worker, num_gpus=rc.gpus_per_worker, runtime_env={"env_vars": actor_env(rc.threads)})
-    worker = actor.remote(model_path, rc.backend, temperature=rc.temperature, top_p=rc.top_p, seed=cfg.run.seed,
-                          threads=rc.threads, engine_kwargs=engine_kwargs(rc))
+    worker = actor.remote(model_path, rc.backend, **rollout_worker_kwargs(cfg, seed=cfg.run.seed))
     ray.get(worker.pid.remote())
     return worker
 
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from envs.tasks import load_task
     from rl.config import load_config
     from rl.data import TaskMix
-    from rl.driver import build_requests
+    from rl.round import build_requests
     from rl.models import resolve_model_path
 
     chosen = {"rollout.backend": args.backend, "rollout.max_new_tokens": args.max_new_tokens}

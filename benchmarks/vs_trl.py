@@ -43,7 +43,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, config_overrides, config_parser, fmt, machine_info, write_json  # noqa: E402
-from rl.config import TrainConfig, load_config, to_dict  # noqa: E402
+from rl.config import TrainConfig, load_config  # noqa: E402
+from rl.config_io import to_dict  # noqa: E402
 
 PHASES = ("generate", "reward", "train", "sync")
 LOSS_TYPES = {"token-mean": "dapo", "seq-mean-token-mean": "grpo", "seq-mean-token-sum-norm": "dr_grpo"}
@@ -101,7 +102,7 @@ def trl_spec(cfg: TrainConfig, threads: int) -> dict[str, Any]:
 
     from envs.tasks import load_task
     from rl.data import TaskMix
-    from rl.driver import build_requests
+    from rl.round import build_requests
     from rl.models import resolve_model_path
 
     check_comparable(cfg)

@@ -5,10 +5,10 @@ an actor with the resources it wants (give it as many CPUs as it runs worker pro
 
     Actor = ray.remote(num_cpus=4)(RewardWorker)
     workers = [Actor.remote(specs, timeout_s=10.0, num_procs=4) for _ in range(2)]
-    results = score_in_pool(workers, requests)        # list[ScoreResult], in the order of `requests`
+    results = ray.get(workers[0].score.remote(requests))   # list[ScoreResult]
     metrics = stats_in_pool(workers)                  # counters summed, agreement re-weighted
 
-Ray is imported inside functions only, so `rewards` stays importable without it.
+Dealing a batch over a pool of them is rl/round.py `score`. Ray is imported inside functions only, so `rewards` stays importable without it.
 """
 from __future__ import annotations
 
@@ -41,27 +41,6 @@ class RewardWorker:
 
     def close(self) -> None:
         self.runner.close()
-
-
-def score_in_pool(workers: list[Any], requests: list[ScoreRequest]) -> list[ScoreResult]:
-    """Score `requests` on the `RewardWorker` actors in parallel; results come back in request order.
-
-    Requests are dealt round-robin (request i goes to actor i % len(workers)) rather than in
-    contiguous chunks: the samples of one prompt sit next to each other and tend to cost the same
-    (long code, slow tests), so striding spreads the expensive groups over the actors.
-    """
-    import ray
-
-    if not workers:
-        raise ValueError("score_in_pool needs at least one RewardWorker actor; the pool is empty")
-    shares = [requests[i::len(workers)] for i in range(len(workers))]
-    # Only the last shares can be empty (fewer requests than actors), so share i is still scored[i].
-    futures = [worker.score.remote(share) for worker, share in zip(workers, shares) if share]
-    scored = ray.get(futures)
-    results: list[ScoreResult | None] = [None] * len(requests)
-    for i, share_results in enumerate(scored):  # share i holds requests i, i + k, i + 2k, ...
-        results[i::len(workers)] = share_results
-    return results
 
 
 def stats_in_pool(workers: list[Any], reset: bool = True) -> dict[str, float]:

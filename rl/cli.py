@@ -150,12 +150,13 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_sft(args: argparse.Namespace, extra: list[str]) -> int:
-    from rl.thinking.sft import load_sft_config, sft
+    from rl.config import SFTConfig, load_config
+    from rl.thinking.sft import sft
 
     overrides = split_overrides(extra)
     if args.output_dir is not None:
         overrides.append(f"run.output_dir={args.output_dir}")
-    out = sft(load_sft_config(args.config, overrides))
+    out = sft(load_config(args.config, overrides, kind=SFTConfig))
     print(f"sft finished: {out}")
     return 0
 

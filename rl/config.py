@@ -1,30 +1,25 @@
 """Typed configuration: the dataclasses are the source of truth, `configs/*.yaml` mirror them.
 
     cfg = load_config("configs/tiny.yaml", overrides=["rollout.group_size=8", "grpo.kl_coef=0.01"])
+    sft_cfg = load_config("configs/sft_tiny.yaml", kind=SFTConfig)
 
 Every field is declared once, with its type, default and a one-line docstring under it. Unknown or
 ill-typed fields fail at load time with the dotted field name, the file, and what to set instead.
-Derived values are properties, not rewrites of what the user wrote.
+Derived values are properties, not rewrites of what the user wrote. Reading YAML and overrides into
+these classes is rl/config_io.py.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import json
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
-import yaml
+from rl import config_io
+from rl.config_io import ConfigError
+from rl.task_config import DataConfig, TaskConfig, validate_data  # noqa: F401 - TaskConfig: part of the config API
 
-from rewards.spec import RewardSpec  # a task's reward entries: {name, weight, kwargs, alias}
-
-
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message names the field and what to do."""
+C = TypeVar("C", bound="BaseConfig")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -33,14 +28,20 @@ class ConfigError(ValueError):
 
 @dataclass
 class RunConfig:
+    """The run section every command has; `rl train` adds its step count and evaluation (TrainRunConfig)."""
+
     name: str = "tiny"
     """Run name, used for the wandb run and the default output folder."""
     output_dir: str = "runs/${run.name}"
     """Run folder: config.yaml, metrics.jsonl, rollouts/, checkpoints/. `${run.name}` is substituted."""
-    steps: int = 20
-    """Number of GRPO steps (one rollout batch + its updates each)."""
     seed: int = 0
     """Seeds data order, sampling and initialisation; a resumed run reproduces the same data order."""
+
+
+@dataclass
+class TrainRunConfig(RunConfig):
+    steps: int = 20
+    """Number of GRPO steps (one rollout batch + its updates each)."""
     eval_every: int = 0
     """Evaluate on every task's eval split every N steps (and after the last step); 0: never."""
     eval_samples: int = 4
@@ -65,6 +66,23 @@ class ClusterConfig:
 
 
 @dataclass
+class ActorGroupConfig:
+    """What every actor group's section has: the learner ranks, rollout workers, reward workers, judge
+    and reward-model actors are each one placement group of `num_workers` alike actors (rl/actors.py)."""
+
+    num_workers: int = 1
+    """Actors in the group (learner: the DeepSpeed world size; judge / reward model: named replicas)."""
+    cpus_per_worker: float = 1
+    """Logical CPUs Ray reserves per actor."""
+    gpus_per_worker: float = 0
+    """GPUs per actor (1 per learner rank on GPU clusters; tensor-parallel rollouts are not supported yet)."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources per actor, e.g. {"rollout_node": 1} to pin actors to tagged nodes."""
+    threads: int = 0
+    """torch/OMP threads inside each actor (0: all cores of the node)."""
+
+
+@dataclass
 class ModelConfig:
     path: str = "packaged:smollm2-135m-instruct"
     """HF model folder, or `packaged:<name>` for a model built from a PyPI package (see `rl models`)."""
@@ -77,19 +95,9 @@ class ModelConfig:
 
 
 @dataclass
-class RolloutConfig:
+class RolloutConfig(ActorGroupConfig):
     backend: Literal["vllm", "hf"] = "vllm"
     """Generation engine: vLLM (CPU build on CPU machines) or transformers `generate` as a fallback."""
-    num_workers: int = 1
-    """RolloutWorker actors; prompts are split evenly among them."""
-    cpus_per_worker: float = 1
-    """Logical CPUs Ray reserves per rollout worker."""
-    gpus_per_worker: float = 0
-    """GPUs per rollout worker (tensor parallelism is not supported yet: use 0 or 1)."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources per worker, e.g. {"rollout_node": 1} to pin workers to tagged nodes."""
-    threads: int = 0
-    """torch/OMP threads inside the worker (0: all cores of the node)."""
     prompts_per_step: int = 8
     """Prompts sampled per step; each is rolled out `group_size` times."""
     group_size: int = 4
@@ -122,25 +130,25 @@ class RolloutConfig:
 
 
 @dataclass
-class RewardWorkersConfig:
-    num_workers: int = 1
-    """RewardWorker actors scoring batches in parallel."""
-    procs_per_worker: int = 1
-    """Killable scoring processes per worker (each sample runs with a timeout in one of them)."""
+class RewardWorkersConfig(ActorGroupConfig):
+    """The RewardWorker actors (rewards/worker.py): rule-based rewards in killable processes."""
+
     cpus_per_worker: float = 0.5
     """Logical CPUs Ray reserves per reward worker."""
+    threads: int = 1
+    """torch/OMP threads inside the actor (its scoring processes run single-threaded rewards)."""
+    procs_per_worker: int = 1
+    """Killable scoring processes per worker (each sample runs with a timeout in one of them)."""
     timeout_s: float = 10.0
     """Per-sample, per-reward wall-clock limit; a sample that exceeds it scores None (counted)."""
     model_timeout_s: float = 120.0
     """The same limit for model-based rewards (judge, reward_model): a call waits for the shared model,
     which batches all callers' requests; on 2 CPU cores a SmolLM2-135M judge takes ~2-4 s per
     200-token prompt and ~13 s per batch of 8. A task's reward entry may set its own `timeout_s`."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources per reward worker."""
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(ActorGroupConfig):
     """The judge LLM behind the `judge` reward (rewards/judge.py), served as Ray actor "rl-judge"."""
 
     model: str | None = "packaged:smollm2-135m-instruct"
@@ -148,16 +156,6 @@ class JudgeConfig:
     null for no judge. The actor is created only when a task lists the `judge` reward (or `force`)."""
     force: bool = False
     """Create the judge even when no task lists `judge` (for user rewards that call it themselves)."""
-    num_workers: int = 1
-    """Judge actors (replicas named rl-judge, rl-judge-1, ...); each reward call picks one at random."""
-    cpus_per_worker: float = 1
-    """Logical CPUs Ray reserves per judge actor."""
-    gpus_per_worker: float = 0
-    """GPUs per judge actor (0 for a URL judge: the server holds the model)."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources per judge actor."""
-    threads: int = 0
-    """torch threads inside the actor (0: all cores of the node; it runs while rollouts wait)."""
     max_concurrency: int = 256
     """Reward calls one actor accepts at once; its batcher merges them into micro-batches."""
     mode: Literal["yes_no", "grade"] = "yes_no"
@@ -169,7 +167,7 @@ class JudgeConfig:
 
 
 @dataclass
-class RewardModelConfig:
+class RewardModelConfig(ActorGroupConfig):
     """The scalar reward model behind the `reward_model` reward, served as Ray actor "rl-reward-model"."""
 
     model: str | None = None
@@ -177,16 +175,6 @@ class RewardModelConfig:
     The actor is created only when a task lists the `reward_model` reward (or `force`)."""
     force: bool = False
     """Create the reward model even when no task lists `reward_model`."""
-    num_workers: int = 1
-    """Reward-model actors (replicas named rl-reward-model, rl-reward-model-1, ...)."""
-    cpus_per_worker: float = 1
-    """Logical CPUs Ray reserves per actor."""
-    gpus_per_worker: float = 0
-    """GPUs per actor."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources per actor."""
-    threads: int = 0
-    """torch threads inside the actor (0: all cores of the node)."""
     max_concurrency: int = 256
     """Reward calls one actor accepts at once; its batcher merges them into micro-batches."""
     micro_batch_size: int = 8
@@ -198,17 +186,7 @@ class RewardModelConfig:
 
 
 @dataclass
-class LearnerConfig:
-    num_workers: int = 1
-    """Data-parallel DeepSpeed ranks, one Ray actor each (the DeepSpeed world size)."""
-    cpus_per_worker: float = 1
-    """Logical CPUs Ray reserves per rank."""
-    gpus_per_worker: float = 0
-    """GPUs per rank (1 on GPU clusters)."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources per rank."""
-    threads: int = 0
-    """torch threads per rank (0: cores of the node divided by the ranks on it)."""
+class LearnerConfig(ActorGroupConfig):
     zero_stage: Literal[0, 1, 2, 3] = 0
     """DeepSpeed ZeRO stage."""
     offload_optimizer: bool = False
@@ -261,70 +239,6 @@ class GRPOConfig:
 
 
 @dataclass
-class TaskConfig:
-    name: str
-    """Task category name; every row carries it as `task`, metrics use it (`reward/<name>`)."""
-    source: str | None = None
-    """Built-in task (see `rl tasks`), a data file (.jsonl/.json/.parquet/.csv) or a hub dataset name.
-    None: the built-in of the same name."""
-    weight: float = 1.0
-    """Sampling weight in the task mix."""
-    weight_schedule: list[tuple[int, float]] = field(default_factory=list)
-    """Curriculum: [[step, weight], ...] points, linearly interpolated (held flat outside them); empty:
-    the constant `weight`."""
-    rewards: list[RewardSpec] = field(default_factory=list)
-    """Rewards and weights; empty: the built-in task's default rewards."""
-    size: int = 1000
-    """Rows to generate (procedural built-ins) or to read at most (files)."""
-    eval_size: int = 64
-    """Rows in the held-out eval split."""
-    system_prompt: str | None = None
-    """System message; None: the built-in's default (or none)."""
-    thinking_ratio: float = 0.0
-    """Fraction of prompts rolled out in thinking mode (/think); the rest are /no_think."""
-    thinking_budget: int | list[int] | None = None
-    """Thinking budget in tokens for thinking-mode prompts, or [low, high] to sample one per prompt."""
-    columns: dict[str, str] = field(default_factory=dict)
-    """Rename dataset columns to the fields this task's rewards need: {dataset_column: field}."""
-    options: dict[str, Any] = field(default_factory=dict)
-    """Task-specific options passed to the built-in generator (e.g. digits)."""
-    env: str | None = None
-    """Multi-turn agent environment: a built-in env name (python, search, guess_number, store), or
-    'pkg.module:Class' / 'path/to/file.py:Class' (docs/agents.md). None: the built-in task's env, else
-    single-turn. Its reward reaches the rewards as row["env_info"]["reward"] (use the `env` reward)."""
-    success_threshold: float | None = None
-    """The first reward at or above this counts as solved (accuracy, pass@k); None: the built-in's
-    default (1.0 for data files)."""
-    thinking_from_flags: bool | None = None
-    """Take each prompt's mode from the /think and /no_think flags in its row instead of thinking_ratio;
-    None: the built-in's default (False for data files)."""
-
-    def weight_at(self, step: int) -> float:
-        """The sampling weight at `step`: `weight_schedule` interpolated, or `weight`."""
-        points = self.weight_schedule
-        if not points:
-            return self.weight
-        if step <= points[0][0]:
-            return points[0][1]
-        for (s0, w0), (s1, w1) in zip(points, points[1:]):
-            if step <= s1:
-                return w0 + (w1 - w0) * (step - s0) / (s1 - s0)
-        return points[-1][1]
-
-
-@dataclass
-class DataConfig:
-    tasks: list[TaskConfig] = field(default_factory=lambda: [TaskConfig(name="arithmetic")])
-    """Task mix: each prompt's task is drawn by `weight`."""
-    dynamic_sampling: bool = False
-    """DAPO dynamic sampling: drop groups whose rewards all agree (no learning signal) and generate
-    more prompts to refill the batch."""
-    dynamic_sampling_rounds: int = 2
-    """Extra generation rounds per step at most; groups still missing after them are filled with
-    zero-variance ones (counted in rollout/dynamic_filled)."""
-
-
-@dataclass
 class LoggingConfig:
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     """wandb mode; online needs WANDB_API_KEY and network."""
@@ -347,43 +261,131 @@ class CheckpointConfig:
 
 
 @dataclass
-class TrainConfig:
+class BaseConfig:
+    """The sections every command reads: `rl train` (TrainConfig) and `rl sft` (SFTConfig)."""
+
     run: RunConfig = field(default_factory=RunConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    reward: RewardWorkersConfig = field(default_factory=RewardWorkersConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    data: DataConfig = field(default_factory=DataConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def __post_init__(self) -> None:
-        validate(self)
-
-    @property
-    def samples_per_step(self) -> int:
-        return self.rollout.prompts_per_step * self.rollout.group_size
+        validate_common(self)
 
     @property
     def output_dir(self) -> Path:
         return Path(os.path.expandvars(self.run.output_dir.replace("${run.name}", self.run.name))).expanduser()
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Cross-field checks; each error says what is wrong and what to set."""
-    r, lrn = cfg.rollout, cfg.learner
+@dataclass
+class TrainConfig(BaseConfig):
+    """`rl train`'s config: GRPO with rollout, reward and judge actors."""
+
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardWorkersConfig = field(default_factory=RewardWorkersConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        validate_common(self)
+        validate(self)
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.rollout.prompts_per_step * self.rollout.group_size
+
+
+@dataclass
+class SFTSection:
+    data: str = "configs/data/fusion_arithmetic.jsonl"
+    """JSONL file of chats (`messages`), relative to where `rl sft` runs."""
+    epochs: int = 1
+    """Passes over the data."""
+    batch_size: int = 8
+    """Conversations per optimizer step (all ranks together; must split evenly over learner.num_workers)."""
+    max_seq_len: int = 512
+    """A conversation longer than this many tokens is an error naming the row (raise it or drop the row)."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run all epochs)."""
+
+
+_SFT_READS = "run, cluster, model, learner, logging, checkpoint, sft"
+
+
+@dataclass
+class SFTRunConfig(RunConfig):
+    RETIRED: ClassVar[dict[str, str]] = {
+        "steps": "not used by `rl sft`; its length is sft.epochs (or sft.max_steps)"}
+
+
+@dataclass
+class SFTConfig(BaseConfig):
+    """`rl sft`'s config (rl/thinking/sft.py): the common sections plus `sft`, trained by the same
+    Learner actors as GRPO."""
+
+    RETIRED: ClassVar[dict[str, str]] = {
+        name: f"a GRPO section, not used by `rl sft`, which reads {_SFT_READS}"
+        for name in ("rollout", "reward", "judge", "reward_model", "grpo", "data")}
+
+    run: SFTRunConfig = field(default_factory=SFTRunConfig)
+    sft: SFTSection = field(default_factory=SFTSection)
+
+    def __post_init__(self) -> None:
+        validate_common(self)
+        validate_sft(self)
+
+    @property
+    def samples_per_step(self) -> int:
+        """Rows per optimizer step (the Learner plans its micro-batches from it)."""
+        return self.sft.batch_size
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                kind: type[C] = TrainConfig) -> C:
+    """Read a YAML config of `kind` (TrainConfig for `rl train`, SFTConfig for `rl sft`), or its
+    defaults when `path` is None, and apply `key.sub=value` overrides."""
+    return config_io.load(kind, path, overrides)
+
+
+def validate_common(cfg: BaseConfig) -> None:
+    """Checks of the sections every command reads."""
+    lrn = cfg.learner
     if cfg.cluster.max_actor_restarts < 0:
         raise ConfigError(f"cluster.max_actor_restarts must be >= 0 (0: a dead worker ends the run), got "
                           f"{cfg.cluster.max_actor_restarts}")
+    for name, value in {"learner.num_workers": lrn.num_workers, "learner.micro_batch_size": lrn.micro_batch_size,
+                        "learner.mini_batches": lrn.mini_batches, "learner.epochs": lrn.epochs}.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
+def validate_sft(cfg: SFTConfig) -> None:
+    s, lrn = cfg.sft, cfg.learner
+    for name, value in {"sft.epochs": s.epochs, "sft.batch_size": s.batch_size}.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if s.max_steps < 0 or s.max_seq_len < 2:
+        raise ConfigError("sft.max_steps must be >= 0 and sft.max_seq_len >= 2")
+    if lrn.mini_batches != 1 or lrn.epochs != 1:
+        raise ConfigError("learner.mini_batches and learner.epochs are GRPO settings (updates per rollout batch); "
+                          "SFT takes one optimizer step per batch: set sft.batch_size and sft.epochs instead")
+    if s.batch_size % lrn.num_workers:
+        raise ConfigError(f"sft.batch_size={s.batch_size} does not split over learner.num_workers={lrn.num_workers} "
+                          "ranks; make it a multiple of the number of ranks")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Cross-field checks; each error says what is wrong and what to set."""
+    r, lrn = cfg.rollout, cfg.learner
     positive = {"run.steps": cfg.run.steps, "rollout.group_size": r.group_size,
                 "rollout.prompts_per_step": r.prompts_per_step, "rollout.max_new_tokens": r.max_new_tokens,
-                "rollout.num_workers": r.num_workers, "learner.num_workers": lrn.num_workers,
-                "learner.micro_batch_size": lrn.micro_batch_size, "learner.mini_batches": lrn.mini_batches,
-                "learner.epochs": lrn.epochs, "reward.num_workers": cfg.reward.num_workers,
+                "rollout.num_workers": r.num_workers,
+                "reward.num_workers": cfg.reward.num_workers,
                 "judge.num_workers": cfg.judge.num_workers, "reward_model.num_workers": cfg.reward_model.num_workers,
                 "judge.max_concurrency": cfg.judge.max_concurrency,
                 "reward_model.max_concurrency": cfg.reward_model.max_concurrency}
@@ -409,169 +411,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"rollout.off_policy_steps={r.off_policy_steps} trains on samples from older weights; "
                           "set grpo.tis_cap (e.g. 2.0) so the loss corrects for it with truncated importance "
                           "sampling, or set rollout.off_policy_steps=0")
-    if lrn.max_tokens_per_micro_batch < 0:
-        raise ConfigError(f"learner.max_tokens_per_micro_batch must be >= 0 (0: off), got {lrn.max_tokens_per_micro_batch}")
     if not 0 <= cfg.grpo.clip_low < 1 or cfg.grpo.clip_high < 0:
         raise ConfigError("grpo.clip_low must be in [0, 1) and grpo.clip_high >= 0")
     if cfg.grpo.kl_coef < 0:
         raise ConfigError(f"grpo.kl_coef must be >= 0, got {cfg.grpo.kl_coef}")
-    if not cfg.data.tasks:
-        raise ConfigError("data.tasks is empty: list at least one task (see `rl tasks`)")
-    names = [t.name for t in cfg.data.tasks]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"data.tasks has duplicate names {names}; give each task a unique `name`")
-    for i, task in enumerate(cfg.data.tasks):
-        if task.weight < 0 or not 0 <= task.thinking_ratio <= 1:
-            raise ConfigError(f"data.tasks[{i}] ({task.name}): weight must be >= 0 and thinking_ratio in [0, 1]")
-        steps = [s for s, _ in task.weight_schedule]
-        if steps != sorted(set(steps)) or any(w < 0 for _, w in task.weight_schedule):
-            raise ConfigError(f"data.tasks[{i}] ({task.name}).weight_schedule={task.weight_schedule}: give "
-                              "[step, weight] points with increasing steps and weights >= 0")
-    # The mix's weights are piecewise linear and >= 0, so they can only all be 0 somewhere if they are
-    # all 0 at one of the schedule points (or everywhere, without schedules).
-    points = sorted({s for t in cfg.data.tasks for s, _ in t.weight_schedule} | {0})
-    for step in points:
-        if sum(t.weight_at(step) for t in cfg.data.tasks) <= 0:
-            raise ConfigError(f"data.tasks: all weights are 0 at step {step}; give at least one task a positive "
-                              "weight (or weight_schedule point) there")
-    if cfg.data.dynamic_sampling_rounds < 0:
-        raise ConfigError(f"data.dynamic_sampling_rounds must be >= 0, got {cfg.data.dynamic_sampling_rounds}")
+    validate_data(cfg.data)
     if cfg.run.eval_every < 0 or cfg.run.eval_samples < 1 or cfg.run.eval_prompts < 1:
         raise ConfigError("run.eval_every must be >= 0, run.eval_samples and run.eval_prompts >= 1")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Loading: YAML + dotted overrides -> dataclasses, strictly typed
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (or the defaults when `path` is None) and apply `key.sub=value` overrides."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist (see configs/ for examples)")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
-    for item in overrides or []:
-        apply_override(raw, item)
-    try:
-        return from_dict(TrainConfig, raw, "")
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-
-
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one `a.b.c=value` (value parsed as YAML, so 3, 1e-6, true, [1,2] work)."""
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {item!r} must look like section.field=value")
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if isinstance(node, list):
-            node = node[_list_index(part, key)]
-            continue
-        node = node.setdefault(part, {})
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"override {item!r}: {part} is a value, not a section")
-    parsed = yaml.safe_load(value) if value != "" else ""
-    if isinstance(node, list):
-        node[_list_index(parts[-1], key)] = parsed
-    else:
-        node[parts[-1]] = parsed
-
-
-def _list_index(part: str, key: str) -> int:
-    if not part.isdigit():
-        raise ConfigError(f"override {key!r}: {part!r} indexes a list; use a number, e.g. data.tasks.0.weight=2")
-    return int(part)
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain dict of a config (for config.yaml in the run folder and for wandb); tuples become lists."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def from_dict(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from `data`, checking every field name and type."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__} {data!r:.60}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(str(key), fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown field {_join(where, key)!r}{hint} Valid fields: {sorted(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], _join(where, name))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"missing required field {_join(where, name)!r}")
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where or 'config'}: {exc}") from None
-
-
-def _join(where: str, key: Any) -> str:
-    return f"{where}.{key}" if where else str(key)
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _convert(arg, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}={value!r} is not allowed; choose one of {list(args)}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {value!r:.60}")
-        return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{where} must be a list of {len(args)} values, got {value!r:.60}")
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r:.60}")
-        return {k: _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
-        try:  # YAML reads 1e-6 as a string (YAML 1.1 wants 1.0e-6); accept it
-            return float(value)
-        except ValueError:
-            pass
-    if isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{where} must be {getattr(tp, '__name__', tp)}, got {type(value).__name__} {value!r:.60}")
-
-
-def save_config(cfg: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -25,9 +25,10 @@ from typing import Any
 import torch
 
 from rl import grpo
-from rl.config import TrainConfig
+from rl.config import BaseConfig, TrainConfig
 from rl.models import device_and_dtype
-from rl.types import SFTBatch, TrainBatch, encode_weights
+from rl.types import SFTBatch, TrainBatch
+from rl.weight_sync import bucket_groups, encode_bucket
 
 
 def _device() -> str:
@@ -35,7 +36,8 @@ def _device() -> str:
 
 
 class Learner:
-    def __init__(self, cfg: TrainConfig, model_path: str, rank: int, world_size: int):
+    def __init__(self, cfg: BaseConfig, model_path: str, rank: int, world_size: int):
+        """`cfg`: a TrainConfig (GRPO, `train`) or an SFTConfig (`sft_train`)."""
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
         if _device() == "cpu":
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -75,7 +77,7 @@ class Learner:
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                                config=self._ds_config(dtype))
         self.ref_model = None
-        if cfg.grpo.kl_coef > 0:  # the only case that needs a frozen reference
+        if isinstance(cfg, TrainConfig) and cfg.grpo.kl_coef > 0:  # the only case that needs a frozen reference
             self.ref_model = AutoModelForCausalLM.from_pretrained(self.model_path, torch_dtype=dtype)
             self.ref_model.to(_device()).eval().requires_grad_(False)
         return sum(p.numel() for p in model.parameters())
@@ -315,30 +317,17 @@ class Learner:
 
     def weight_bucket(self, index: int, dtype: str | None, bucket_mb: float) -> list | None:
         """The weight sync's sender: bucket `index` of about `bucket_mb` MB of weights cast to `dtype`,
-        encoded for Ray's object store (rl/types.py `encode_weights`), on rank 0; None on the other
+        encoded for Ray's object store (rl/weight_sync.py `encode_bucket`), on rank 0; None on the other
         ranks, which must make the same calls (ZeRO-3 gathers each bucket collectively). The driver
         asks for every bucket at once and the rollout workers fetch them as they come, so copying
         bucket i + 1 here overlaps loading bucket i there, and no process holds a second full copy."""
         group = self._bucket_groups(dtype, bucket_mb * 2**20)[index]
         # copy=False: the return value is copied into the object store anyway, so views will do
         bucket = self._gather_bucket(group, dtype, copy=False)
-        return encode_weights(bucket) if bucket is not None else None
+        return encode_bucket(bucket) if bucket is not None else None
 
     def _bucket_groups(self, dtype: str | None, bucket_bytes: float) -> list[list[tuple[str, Any]]]:
-        """Parameters in declaration order (the same on every rank), cut into groups of at most
-        `bucket_bytes` (a larger single tensor gets a group of its own)."""
-        cast = getattr(torch, dtype) if dtype else None
-        groups: list[list[tuple[str, Any]]] = [[]]
-        size = 0
-        for name, p in self.engine.module.named_parameters():
-            numel = getattr(p, "ds_numel", p.numel())  # ZeRO-3 keeps a 0-size local shard; ds_numel is the full size
-            nbytes = numel * (cast or p.dtype).itemsize
-            if groups[-1] and size + nbytes > bucket_bytes:
-                groups.append([])
-                size = 0
-            groups[-1].append((name, p))
-            size += nbytes
-        return groups
+        return bucket_groups(self.engine.module.named_parameters(), dtype, bucket_bytes)
 
     def _gather_bucket(self, group: list[tuple[str, Any]], dtype: str | None, copy: bool = True
                        ) -> list[tuple[str, torch.Tensor]] | None:

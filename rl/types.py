@@ -4,18 +4,15 @@ One GRPO step moves data like this:
 
     driver --RolloutRequest--> RolloutWorker --Rollout--> driver --ScoreRequest--> RewardWorker
     driver --TrainBatch (tensors)--> Learner ranks --metrics dict--> driver
-    Learner rank 0 --[(name, tensor)] (an object ref, never copied to the driver)--> RolloutWorkers
+    Learner rank 0 --weight buckets (object refs, never copied to the driver)--> RolloutWorkers
+                     (rl/weight_sync.py)
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 @dataclass
@@ -113,35 +110,3 @@ class SFTBatch:
 
     def select(self, idx: torch.Tensor) -> "SFTBatch":
         return SFTBatch(self.input_ids[idx], self.attention_mask[idx], self.loss_mask[idx])
-
-
-def encode_weights(named_tensors: list[tuple[str, torch.Tensor]]) -> list[tuple[str, str, "np.ndarray"]]:
-    """(name, tensor) pairs -> (name, dtype, numpy array) for Ray's object store. Ray stores numpy
-    arrays out of band and a reader maps them without copying, where a pickled torch tensor is copied
-    on both ends: ~4x faster for a weight sync. bf16 has no numpy dtype, so it travels as int16 bits."""
-    out, seen = [], {}
-    for name, t in named_tensors:
-        if id(t) in seen:  # a tied weight sent under a second name: once, with a pointer to the first
-            out.append((name, "same_as:" + seen[id(t)], None))
-            continue
-        seen[id(t)] = name
-        raw = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
-        out.append((name, str(t.dtype).removeprefix("torch."), raw.numpy()))
-    return out
-
-
-def decode_weights(bucket: list[tuple[str, str, "np.ndarray"]]) -> Iterator[tuple[str, torch.Tensor]]:
-    """`encode_weights`' inverse, without copying (the tensors are read-only views of the object
-    store's buffer: load them into the model, do not write to them)."""
-    import warnings
-
-    decoded: dict[str, torch.Tensor] = {}
-    for name, dtype, array in bucket:
-        if dtype.startswith("same_as:"):
-            yield name, decoded[dtype.removeprefix("same_as:")]
-            continue
-        with warnings.catch_warnings():  # "non-writable tensor": intended, see above
-            warnings.simplefilter("ignore", UserWarning)
-            t = torch.from_numpy(array)
-        decoded[name] = t.view(torch.bfloat16) if dtype == "bfloat16" else t
-        yield name, decoded[name]

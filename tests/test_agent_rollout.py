@@ -277,7 +277,7 @@ def test_driver_builds_agent_requests_with_tools_in_the_prompt(tok):
     from envs.tasks import load_task
     from rl.config import load_config
     from rl.data import TaskMix
-    from rl.driver import build_requests, check_prompt_lengths
+    from rl.round import build_requests, check_prompt_lengths
 
     cfg = load_config(None, ["rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.max_prompt_tokens=600",
                              "rollout.max_new_tokens=1024",

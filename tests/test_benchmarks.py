@@ -80,7 +80,7 @@ def test_trl_prompts_are_ours_in_step_order(tiny_model):
 
     from envs.tasks import load_task
     from rl.data import TaskMix
-    from rl.driver import build_requests
+    from rl.round import build_requests
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     mix = TaskMix([load_task(t, cfg.run.seed) for t in cfg.data.tasks], cfg.run.seed)

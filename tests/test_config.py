@@ -6,7 +6,7 @@ import pytest
 from rl.cli import split_overrides
 from rl.config import ConfigError, TrainConfig, load_config
 
-# sft_*.yaml are `rl sft` configs, loaded by rl.thinking.sft.load_sft_config (tests/test_sft.py checks them)
+# sft_*.yaml are `rl sft` configs, loaded by load_config(kind=SFTConfig) (tests/test_sft.py checks them)
 CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "configs").glob("*.yaml") if not p.name.startswith("sft_"))
 
 

@@ -19,7 +19,7 @@ from rewards.judge import RAY_NAMESPACE, JudgeItem, JudgeWorker
 from rewards.reward_model import RewardModelWorker
 from rewards.spec import RewardSpec, ScoreRequest
 from rl.config import ConfigError, TaskConfig, load_config
-from rl.driver import create_judges, create_reward_workers, plan_judges
+from rl.actors import create_judges, create_reward_workers, plan_judges
 from rl.models import qwen3_tokenizer_dir
 
 QA = [("What is 2+2?", "4", "It is 4."), ("Capital of France?", "Paris", "Lyon."),
@@ -113,8 +113,10 @@ def test_judge_reward_reaches_the_named_actor_from_the_runners_process(tmp_path,
 
         workers = create_reward_workers(cfg, tasks)
         requests = [ScoreRequest(response, {"task": "qa", "prompt": q, "answer": a}) for q, a, response in QA]
-        from rewards.worker import score_in_pool, stats_in_pool
-        results = score_in_pool(workers, requests)
+        from rewards.worker import stats_in_pool
+        from rl.round import RoundWorkers, score
+
+        results = score(RoundWorkers([], workers), requests)
         assert all(not r.errors for r in results), [r.errors for r in results]
         expected_judge = JudgeWorker(str(model_dirs["judge"])).score_batch([JudgeItem(*item) for item in QA])
         assert [r.components["judge"] for r in results] == pytest.approx(expected_judge, abs=1e-5)

@@ -27,7 +27,7 @@ def _learner(model, tmp_path, *overrides: str) -> Learner:
 
 
 def _batch(groups: int = 2, group_size: int = 4, seed: int = 0) -> TrainBatch:
-    """Right-padded rows like rl.driver.collate makes: each group shares a prompt (their lengths
+    """Right-padded rows like rl.round.collate makes: each group shares a prompt (their lengths
     differ between groups), responses differ in length within a group."""
     g = torch.Generator().manual_seed(seed)
     prompts = [torch.randint(10, 1000, (5 + 4 * k,), generator=g) for k in range(groups)]

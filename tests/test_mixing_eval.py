@@ -17,7 +17,7 @@ from envs.tasks import load_task
 from rewards.spec import RewardSpec, ScoreResult
 from rl.config import ConfigError, TaskConfig, load_config
 from rl.data import TaskMix, informative
-from rl.driver import Round, dynamic_sampling
+from rl.round import ScoredRollouts, dynamic_sampling
 from rl.evaluate import evaluate, pass_at_k, summarize
 from rl.metrics import rollout_metrics
 from rl.models import qwen3_tokenizer_dir
@@ -76,19 +76,19 @@ def test_modes_come_from_flags_for_flag_tasks():
 
 
 # ---------------------------------------------------------------------------------- dynamic sampling
-def fake_round(rewards: list[float], tag: str, G: int = 2) -> Round:
+def fake_round(rewards: list[float], tag: str, G: int = 2) -> ScoredRollouts:
     n = len(rewards)
     rollouts = [Rollout(RolloutRequest(f"{tag}-{i // G}", "t", [1], 4, False), [2], [1], [0.0], "x", "stop")
                 for i in range(n)]
     scored = [ScoreResult(r, {"c": r}, {}, False, {}) for r in rewards]
-    return Round(rollouts, [f"{tag}{i}" for i in range(n)], scored, t_generate=1.0, t_reward=0.5)
+    return ScoredRollouts(rollouts, [f"{tag}{i}" for i in range(n)], scored, t_generate=1.0, t_reward=0.5)
 
 
 def test_dynamic_sampling_skips_zero_variance_groups_and_refills():
     cfg = load_config(None, ["rollout.group_size=2", "rollout.prompts_per_step=3", "data.dynamic_sampling=true"])
     calls = []
 
-    def one_round(round_: int, prompts: int) -> Round:
+    def one_round(round_: int, prompts: int) -> ScoredRollouts:
         calls.append((round_, prompts))
         return fake_round([0.0, 1.0] + [1.0, 1.0] * (prompts - 1), f"r{round_}")
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from rl.pipeline import RolloutsAhead, Weights
+from rl.pipeline import RolloutsAhead
+from rl.weight_sync import PublishedWeights
 
 
 @dataclass
@@ -26,22 +27,22 @@ def _run(staleness: int, steps: int = 5):
     loads, generated = [], []
     produced = [threading.Event() for _ in range(steps)]
 
-    def produce(step: int, weights: Weights) -> FakeRound:
+    def produce(step: int, weights: PublishedWeights) -> FakeRound:
         generated.append((step, weights.version))
         produced[step].set()
         return FakeRound(step, weights.version)
 
-    def load(weights: Weights) -> float:
+    def load(weights: PublishedWeights) -> float:
         loads.append(weights.version)
         return 0.001
 
-    ahead = RolloutsAhead(produce, load, 0, steps, staleness, Weights(0))
+    ahead = RolloutsAhead(produce, load, 0, steps, staleness, PublishedWeights(0))
     taken = []
     for step in range(steps):
         taken.append(ahead.take(step))
         if staleness and step + 1 < steps:                  # the learner's update on this round
             assert produced[step + 1].wait(timeout=10), f"round {step + 1} was not generated during step {step}"
-        ahead.publish(Weights(step + 1, ("ref",)))
+        ahead.publish(PublishedWeights(step + 1, ("ref",)))
     ahead.close(timeout_s=5)
     return taken, loads, generated
 
@@ -68,7 +69,7 @@ def test_error_in_the_background_thread_reaches_the_driver():
     def produce(step, weights):
         raise KeyError("bad row 3")
 
-    ahead = RolloutsAhead(produce, lambda w: 0.0, 0, 3, 1, Weights(0))
+    ahead = RolloutsAhead(produce, lambda w: 0.0, 0, 3, 1, PublishedWeights(0))
     with pytest.raises(KeyError, match="bad row 3"):
         ahead.take(0)
     ahead.close()
@@ -77,10 +78,10 @@ def test_error_in_the_background_thread_reaches_the_driver():
 def test_close_stops_before_the_next_round():
     produced = []
     ahead = RolloutsAhead(lambda s, w: produced.append(s) or FakeRound(s, w.version), lambda w: 0.0, 0, 10, 0,
-                          Weights(0))
+                          PublishedWeights(0))
     ahead.take(0)                                  # the thread now waits for version 1
     assert ahead.close(timeout_s=5)                # and ends instead of producing round 1
-    ahead.publish(Weights(1, ("ref",)))
+    ahead.publish(PublishedWeights(1, ("ref",)))
     assert produced == [0]
 
 
@@ -89,13 +90,13 @@ def test_weights_travel_as_numpy_and_come_back_bit_exact():
 
     import torch
 
-    from rl.types import decode_weights, encode_weights
+    from rl.weight_sync import decode_bucket, encode_bucket
 
     b = torch.randn(5)
     pairs = [("a", torch.randn(3, 4).to(torch.bfloat16)), ("b", b), ("c", torch.arange(4)), ("tied_b", b)]
-    encoded = encode_weights(pairs)
+    encoded = encode_bucket(pairs)
     assert encoded[3][2] is None  # a tied weight travels once
-    decoded = list(decode_weights(pickle.loads(pickle.dumps(encoded))))  # what the object store does, roughly
+    decoded = list(decode_bucket(pickle.loads(pickle.dumps(encoded))))  # what the object store does, roughly
     assert [n for n, _ in decoded] == ["a", "b", "c", "tied_b"]
     for (_, want), (_, got) in zip(pairs, decoded):
         assert got.dtype == want.dtype and torch.equal(got, want)

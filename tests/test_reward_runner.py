@@ -14,7 +14,8 @@ import pytest
 
 from rewards.runner import RewardRunner
 from rewards.spec import RewardSpec, ScoreRequest
-from rewards.worker import RewardWorker, merge_stats, score_in_pool, stats_in_pool
+from rewards.worker import RewardWorker, merge_stats, stats_in_pool
+from rl.round import RoundWorkers, score
 
 REWARDS_SOURCE = '''
 import asyncio, os, subprocess, sys, time
@@ -261,10 +262,10 @@ def test_ray_actor_pool_scores_in_order(rw, ray_local):
     actor = ray_local.remote(num_cpus=0.5)(RewardWorker)
     workers = [actor.remote(specs, timeout_s=2.0) for _ in range(2)]
     requests = [req(str(40 + i % 3), hang=i == 4) for i in range(7)]
-    results = score_in_pool(workers, requests)
+    results = score(RoundWorkers([], workers), requests)
     assert [r.components["exact"] for r in results] == [0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
     assert results[4].errors == {"hang": "timeout"} and [r.reward for r in results][:3] == [1.0, 1.0, 2.0]
-    assert score_in_pool(workers, [req()])[0].reward == 2.0  # fewer requests than actors
+    assert score(RoundWorkers([], workers), [req()])[0].reward == 2.0  # fewer requests than actors
     stats = stats_in_pool(workers)
     assert stats["reward_calls/t/exact"] == 8 and stats["reward_timeouts/t/hang"] == 1
     ray_local.get([w.close.remote() for w in workers])

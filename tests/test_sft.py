@@ -9,7 +9,8 @@ import pytest
 from rl.config import ConfigError
 from rl.thinking.fusion_data import arithmetic_fusion_rows, write_rows
 from rl.models import qwen3_tokenizer_dir
-from rl.thinking.sft import batch_order, collate, encode_chat, encode_all, load_sft_config
+from rl.config import SFTConfig, load_config
+from rl.thinking.sft import batch_order, collate, encode_chat, encode_all
 from rl.thinking.tags import EMPTY_THINK, parse_thinking, wants_thinking
 
 ROOT = Path(__file__).parent.parent
@@ -28,26 +29,26 @@ def chat(user: str, assistant: str, history: list | None = None) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ config
 def test_shipped_sft_config_loads_and_its_data_exists():
-    cfg = load_sft_config(ROOT / "configs/sft_tiny.yaml")
+    cfg = load_config(ROOT / "configs/sft_tiny.yaml", kind=SFTConfig)
     assert cfg.samples_per_step == cfg.sft.batch_size == 8
     assert (ROOT / cfg.sft.data).is_file()
 
 
 @pytest.mark.parametrize("override, message", [
     ("rollout.group_size=4", "not used by `rl sft`"),
-    ("run.steps=3", "run.steps is not used"),
+    ("run.steps=3", "run.steps: not used by `rl sft`"),
     ("learner.mini_batches=2", "one optimizer step per batch"),
     ("sft.batch_size=0", "sft.batch_size must be >= 1"),
     ("sft.bach_size=4", "did you mean 'batch_size'"),
 ])
 def test_sft_config_rejects_what_it_does_not_use(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_sft_config(ROOT / "configs/sft_tiny.yaml", [override])
+        load_config(ROOT / "configs/sft_tiny.yaml", [override], kind=SFTConfig)
 
 
 def test_batch_size_must_split_over_ranks():
     with pytest.raises(ConfigError, match="multiple of the number of ranks"):
-        load_sft_config(None, ["sft.batch_size=3", "learner.num_workers=2"])
+        load_config(None, ["sft.batch_size=3", "learner.num_workers=2"], kind=SFTConfig)
 
 
 # ---------------------------------------------------------------------------------------------- encoding
@@ -129,5 +130,5 @@ def test_rl_sft_on_the_tiny_model_lowers_the_loss(tiny_model: Path, tmp_path: Pa
     # a random model starts near ln(vocab) ~ 11.9 nats; the repeated template and digits are learned fast
     assert sum(losses[-3:]) / 3 < losses[0] - 1.5 and losses[-1] < losses[6] < losses[0], losses
     assert (out / "checkpoints" / "step_000012" / "model" / "config.json").exists()
-    saved = load_sft_config(out / "config.yaml")                     # the run's config reloads as it ran
+    saved = load_config(out / "config.yaml", kind=SFTConfig)                     # the run's config reloads as it ran
     assert saved.sft.epochs == 3 and saved.sft.data == str(data) and saved.learner.lr == 3e-3

@@ -163,7 +163,7 @@ def test_budget_sampled_from_a_range_cuts_each_prompt_at_its_own_budget(qwen_dir
     from envs.tasks import load_task
     from rl.config import load_config
     from rl.data import TaskMix
-    from rl.driver import build_requests
+    from rl.round import build_requests
 
     cfg = load_config(None, ["rollout.prompts_per_step=12", "rollout.group_size=2", "rollout.max_new_tokens=40",
                              "data.tasks=[{name: arithmetic, size: 64, eval_size: 8, thinking_ratio: 1.0, "

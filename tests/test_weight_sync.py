@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rl.config import load_config
-from rl.driver import collate
+from rl.round import collate
 from rl.learner import Learner
 from rl.rollout.worker import RolloutWorker
 from rl.types import RolloutRequest

@@ -8,6 +8,8 @@ Both take prompt token ids and return the sampled token ids with the log-probabi
 the sampling distribution (logits / temperature), so the learner's recomputed logprobs can be compared
 with them. Neither re-tokenises anything.
 
+Weights arrive through rl/weight_sync.py (its VLLMWeightLoader is vLLM's worker extension).
+
 vLLM runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the "uni" executor): in a Ray actor there is
 no point in a second process, weights can be loaded as tensors, and on CPU it is ~2x faster than
 vLLM's default multiprocess mode (which pins the worker to one core).
@@ -150,7 +152,7 @@ class VLLMEngine:
             self.llm = LLM(
                 model=model_path, dtype="auto" if dtype == "auto" else dtype, seed=seed,
                 enforce_eager=enforce_eager, distributed_executor_backend="uni",
-                gpu_memory_utilization=gpu_memory_utilization, worker_extension_cls="rl.rollout.engines.VLLMWeightLoader",
+                gpu_memory_utilization=gpu_memory_utilization, worker_extension_cls="rl.weight_sync.VLLMWeightLoader",
                 max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
         self.sampling = SamplingParams
         self.temperature, self.top_p = temperature, top_p
@@ -175,20 +177,6 @@ class VLLMEngine:
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         self.llm.collective_rpc("load_named_tensors", args=(named_tensors,))
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
-
-
-class VLLMWeightLoader:
-    """vLLM worker extension: mixed into vLLM's worker class, so `self.model_runner` is the worker's.
-
-    The method name must not be `update_weights`, which collides with vLLM's own weight-transfer API.
-    In-process (uni executor) the tensors arrive as they are; a multiprocess or GPU-cluster engine
-    would take a file path or an NCCL broadcast here instead.
-    """
-
-    def load_named_tensors(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        # reload_weights (not model.load_weights): it re-runs the post-load processing that the CPU
-        # build applies (weight repacking), without which the next load fails on repacked params.
-        self.model_runner.reload_weights(weights_iterator=iter(named_tensors))
 
 
 def make_engine(backend: str, model_path: str, *, temperature: float, top_p: float, seed: int,

@@ -18,7 +18,8 @@ from rl.rollout.agent_loop import AgentRollouts
 from rl.rollout.engines import Engine, make_engine
 from rl.thinking.budget import ThinkingBudget
 from rl.thinking.tags import response_prefix
-from rl.types import Rollout, RolloutRequest, decode_weights
+from rl.types import Rollout, RolloutRequest
+from rl.weight_sync import decode_bucket
 
 
 class RolloutWorker:
@@ -119,7 +120,7 @@ class RolloutWorker:
         if weights and not isinstance(weights[0], tuple):
             import ray
 
-            weights = itertools.chain.from_iterable(decode_weights(ray.get(ref)) for ref in weights)
+            weights = itertools.chain.from_iterable(decode_bucket(ray.get(ref)) for ref in weights)
         self.engine.load_weights(weights)
         self.weights_version = version
         return time.perf_counter() - start

@@ -163,6 +163,7 @@ def evaluate_thinking(cfg: TrainConfig, out: Path, *, model: str | None = None, 
     """Run both evaluations with an in-process rollout worker; write results.json and the plot."""
     from envs.tasks import load_task
     from rl.thinking.fusion_data import with_flag
+    from rl.actors import rollout_worker_kwargs
     from rl.models import resolve_model_path
     from rl.rollout.worker import RolloutWorker
 
@@ -177,11 +178,8 @@ def evaluate_thinking(cfg: TrainConfig, out: Path, *, model: str | None = None, 
     rc = cfg.rollout
     model_path = resolve_model_path(model or cfg.model.path)
     longest = max([*budgets, 0]) + 64 + answer_tokens  # 64: room for the stop text (~23 tokens)
-    worker = RolloutWorker(model_path, rc.backend, temperature=rc.temperature, top_p=rc.top_p, seed=cfg.run.seed,
-                           threads=rc.threads, engine_kwargs={
-                               "gpu_memory_utilization": rc.gpu_memory_utilization, "kv_cache_gb": rc.kv_cache_gb,
-                               "enforce_eager": rc.enforce_eager,
-                               "max_model_len": turns * (rc.max_prompt_tokens + max(rc.max_new_tokens, longest)) + 256})
+    room = turns * (rc.max_prompt_tokens + max(rc.max_new_tokens, longest)) + 256
+    worker = RolloutWorker(model_path, rc.backend, **rollout_worker_kwargs(cfg, cfg.run.seed, max_model_len=room))
     stop = len(worker.budget.stop_ids)
 
     questions = [_question(row) for row in rows]

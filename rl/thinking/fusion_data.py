@@ -78,10 +78,9 @@ def build_fusion_data(cfg: TrainConfig, out: Path, *, prompts: int, threshold: f
     from transformers import AutoTokenizer
 
     from envs.tasks import load_task
-    from rewards.spec import ScoreRequest
-    from rewards.worker import score_in_pool
+    from rl.actors import create_reward_workers, create_rollout_workers, init_ray
     from rl.data import TaskMix
-    from rl.driver import build_requests, create_reward_workers, create_rollout_workers, generate, init_ray
+    from rl.round import RoundWorkers, build_requests, run_round
     from rl.models import resolve_model_path
 
     if prompts < 1 or per_prompt < 1:
@@ -98,17 +97,15 @@ def build_fusion_data(cfg: TrainConfig, out: Path, *, prompts: int, threshold: f
     out.parent.mkdir(parents=True, exist_ok=True)
     started_ray = init_ray(cfg)
     try:
-        rollout_workers = create_rollout_workers(cfg, model_path)
-        reward_workers = create_reward_workers(cfg, list(tasks.values()))
+        workers = RoundWorkers(create_rollout_workers(cfg, model_path), create_reward_workers(cfg, list(tasks.values())))
         tmp = out.with_suffix(out.suffix + ".tmp")  # renamed when complete: a killed run leaves no half file
         with open(tmp, "w") as f:
             for step in range(math.ceil(prompts / cfg.rollout.prompts_per_step)):
                 requests, rows, prefixes = build_requests(step, cfg, mix, tokenizer)
-                rollouts = generate(rollout_workers, requests)
-                completions = [prefix + r.text for prefix, r in zip(prefixes, rollouts)]
-                scored = score_in_pool(reward_workers, [ScoreRequest(c, row) for c, row in zip(completions, rows)])
-                for kept in keep_samples(requests, rows, completions, scored, tasks, stats, threshold=threshold,
-                                         no_think_threshold=no_think_threshold, per_prompt=per_prompt):
+                batch = run_round(requests, rows, prefixes, workers)  # scored exactly as `rl train` scores
+                for kept in keep_samples(requests, rows, batch.completions, batch.scored, tasks, stats,
+                                         threshold=threshold, no_think_threshold=no_think_threshold,
+                                         per_prompt=per_prompt):
                     f.write(json.dumps(kept) + "\n")
                 log.info("fusion data: step %d, kept %s of %s", step + 1, dict(stats.kept), dict(stats.sampled))
         tmp.replace(out)

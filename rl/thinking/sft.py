@@ -25,93 +25,18 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from rl.config import ConfigError, TrainConfig, apply_override, from_dict, to_dict
+from rl.config import ConfigError, SFTConfig
+from rl.config_io import save_config, to_dict
 from rl.thinking.tags import complies, parse_thinking, wants_thinking
 from rl.thinking.chat import render_chat
 from rl.types import SFTBatch
 
 log = logging.getLogger("rl")
-
-SFT_SECTIONS = ("run", "cluster", "model", "learner", "logging", "checkpoint", "sft")
-"""The config sections `rl sft` reads; the GRPO-only ones (rollout, reward, grpo, data...) are rejected."""
-
-
-@dataclass
-class SFTSection:
-    data: str = "configs/data/fusion_arithmetic.jsonl"
-    """JSONL file of chats (`messages`), relative to where `rl sft` runs."""
-    epochs: int = 1
-    """Passes over the data."""
-    batch_size: int = 8
-    """Conversations per optimizer step (all ranks together; must split evenly over learner.num_workers)."""
-    max_seq_len: int = 512
-    """A conversation longer than this many tokens is an error naming the row (raise it or drop the row)."""
-    max_steps: int = 0
-    """Stop after this many optimizer steps (0: run all epochs)."""
-
-
-@dataclass
-class SFTConfig(TrainConfig):
-    """`rl sft`'s config: the shared sections of TrainConfig (run, cluster, model, learner, logging,
-    checkpoint) plus `sft`. It is a TrainConfig so the Learner actors take it unchanged."""
-
-    sft: SFTSection = field(default_factory=SFTSection)
-
-    def __post_init__(self) -> None:
-        validate_sft(self)
-
-    @property
-    def samples_per_step(self) -> int:
-        """Rows per optimizer step (the Learner plans its micro-batches from it)."""
-        return self.sft.batch_size
-
-
-def validate_sft(cfg: SFTConfig) -> None:
-    s, lrn = cfg.sft, cfg.learner
-    for name, value in {"sft.epochs": s.epochs, "sft.batch_size": s.batch_size, "learner.num_workers": lrn.num_workers,
-                        "learner.micro_batch_size": lrn.micro_batch_size}.items():
-        if value < 1:
-            raise ConfigError(f"{name} must be >= 1, got {value}")
-    if s.max_steps < 0 or s.max_seq_len < 2:
-        raise ConfigError("sft.max_steps must be >= 0 and sft.max_seq_len >= 2")
-    if lrn.mini_batches != 1 or lrn.epochs != 1:
-        raise ConfigError("learner.mini_batches and learner.epochs are GRPO settings (updates per rollout batch); "
-                          "SFT takes one optimizer step per batch: set sft.batch_size and sft.epochs instead")
-    if s.batch_size % lrn.num_workers:
-        raise ConfigError(f"sft.batch_size={s.batch_size} does not split over learner.num_workers={lrn.num_workers} "
-                          "ranks; make it a multiple of the number of ranks")
-
-
-def load_sft_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SFTConfig:
-    """Read an SFT YAML config (see configs/sft_tiny.yaml) and apply `key.sub=value` overrides."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        if not Path(path).is_file():
-            raise ConfigError(f"config file {path} does not exist (see configs/sft_tiny.yaml)")
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    for item in overrides or []:
-        apply_override(raw, item)
-    unused = [k for k in raw if k not in SFT_SECTIONS]
-    if unused:
-        raise ConfigError(f"{source}: section(s) {unused} are not used by `rl sft`; it reads {list(SFT_SECTIONS)}")
-    if "steps" in raw.get("run", {}):
-        raise ConfigError(f"{source}: run.steps is not used by `rl sft`; its length is sft.epochs (or sft.max_steps)")
-    try:
-        return from_dict(SFTConfig, raw, "")
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-
 
 # ------------------------------------------------------------------------------------------------ data
 def read_chats(path: str | Path) -> list[list[dict[str, Any]]]:
@@ -200,7 +125,7 @@ def sft(cfg: SFTConfig) -> Path:
     import ray
     from transformers import AutoTokenizer
 
-    from rl.driver import create_learners, init_ray, save_checkpoint
+    from rl.actors import create_learners, init_ray, save_checkpoint
     from rl.metrics import RunLogger
     from rl.models import resolve_model_path
 
@@ -217,9 +142,7 @@ def sft(cfg: SFTConfig) -> Path:
     steps = steps[:cfg.sft.max_steps] if cfg.sft.max_steps else steps
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out.mkdir(parents=True, exist_ok=True)
-    config = {k: v for k, v in to_dict(cfg).items() if k in SFT_SECTIONS}
-    del config["run"]["steps"]  # unused here, and rejected on load: config.yaml must load with `rl sft`
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    save_config(cfg, out / "config.yaml")  # reloads with `rl sft`
     log.info("sft: %d rows, %d steps of %d rows, %d trained tokens per epoch", len(rows), len(steps),
              cfg.sft.batch_size, sum(sum(m) for _, m in rows))
 
@@ -227,7 +150,7 @@ def sft(cfg: SFTConfig) -> Path:
     started_ray = init_ray(cfg)
     try:
         learners = create_learners(cfg, model_path)
-        logger = RunLogger(out, config, mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
+        logger = RunLogger(out, to_dict(cfg), mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
                            run_name=cfg.run.name, total_steps=len(steps), start_step=0,
                            progress_bar=cfg.logging.progress_bar)
         # 3. The step loop: one optimizer step per batch.
