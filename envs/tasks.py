@@ -22,7 +22,8 @@ from rewards.base import required_fields
 from rewards.registry import get_reward
 from rl.plugins import absolute_import_string, resolve
 from rewards.spec import RewardSpec
-from rl.config import ConfigError, TaskConfig
+from rl.config_io import ConfigError
+from rl.task_config import TaskConfig
 from rl.thinking.tags import wants_thinking
 
 Row = dict[str, Any]

@@ -160,17 +160,7 @@ def policy_loss(
         "pg/ratio_max" (max over unmasked tokens); with TIS also "pg/tis_weight_mean" (after
         truncation) and "pg/tis_clip_frac" (fraction of tokens truncated).
     """
-    if logprobs.dim() != 2 or old_logprobs.shape != logprobs.shape or mask.shape != logprobs.shape:
-        raise ValueError(
-            f"logprobs {tuple(logprobs.shape)}, old_logprobs {tuple(old_logprobs.shape)} and "
-            f"mask {tuple(mask.shape)} must all be (B, T)"
-        )
-    if advantages.shape == logprobs.shape[:1]:
-        advantages = advantages.unsqueeze(-1)  # (B, 1), broadcast over tokens
-    elif advantages.shape != logprobs.shape:
-        raise ValueError(
-            f"advantages {tuple(advantages.shape)} must be (B,) or (B, T) = {tuple(logprobs.shape)}"
-        )
+    advantages = _checked_advantages(logprobs, old_logprobs, advantages, mask)
     if not (0.0 <= clip_low < 1.0 and clip_high >= 0.0):
         raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
 
@@ -187,19 +177,41 @@ def policy_loss(
         metrics.update(tis_metrics)
     loss = agg_loss(per_token, mask, loss_agg, max_tokens)
 
-    with torch.no_grad():
-        ratio = ratio.detach()
-        low = ((advantages < 0) & (ratio < 1.0 - clip_low)).to(ratio.dtype)
-        high = ((advantages > 0) & (ratio > 1.0 + clip_high)).to(ratio.dtype)
-        metrics["pg/clip_frac_low"] = _masked_mean(low, mask)
-        metrics["pg/clip_frac_high"] = _masked_mean(high, mask)
-        metrics["pg/clip_frac"] = metrics["pg/clip_frac_low"] + metrics["pg/clip_frac_high"]
-        metrics["pg/approx_kl"] = _masked_mean((ratio - 1.0) - log_ratio.detach(), mask)
-        metrics["pg/ratio_mean"] = _masked_mean(ratio, mask)
-        # ratio > 0, so filling masked tokens with 0 leaves the max alone (and gives 0 when all
-        # are masked) without the device sync that boolean indexing costs.
-        metrics["pg/ratio_max"] = ratio.masked_fill(~mask.bool(), 0.0).max()
+    metrics.update(_ratio_metrics(ratio.detach(), log_ratio.detach(), advantages, mask, clip_low, clip_high))
     return loss, metrics
+
+
+def _checked_advantages(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                        mask: torch.Tensor) -> torch.Tensor:
+    """`advantages` as (B, 1) or (B, T) after checking every shape against logprobs' (B, T)."""
+    if logprobs.dim() != 2 or old_logprobs.shape != logprobs.shape or mask.shape != logprobs.shape:
+        raise ValueError(
+            f"logprobs {tuple(logprobs.shape)}, old_logprobs {tuple(old_logprobs.shape)} and "
+            f"mask {tuple(mask.shape)} must all be (B, T)"
+        )
+    if advantages.shape == logprobs.shape[:1]:
+        return advantages.unsqueeze(-1)  # (B, 1), broadcast over tokens
+    if advantages.shape != logprobs.shape:
+        raise ValueError(
+            f"advantages {tuple(advantages.shape)} must be (B,) or (B, T) = {tuple(logprobs.shape)}"
+        )
+    return advantages
+
+
+@torch.no_grad()
+def _ratio_metrics(ratio: torch.Tensor, log_ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                   clip_low: float, clip_high: float) -> dict[str, torch.Tensor]:
+    """The clip fractions, approximate KL and ratio statistics of `policy_loss` (see its docstring)."""
+    low = ((advantages < 0) & (ratio < 1.0 - clip_low)).to(ratio.dtype)
+    high = ((advantages > 0) & (ratio > 1.0 + clip_high)).to(ratio.dtype)
+    metrics = {"pg/clip_frac_low": _masked_mean(low, mask), "pg/clip_frac_high": _masked_mean(high, mask)}
+    metrics["pg/clip_frac"] = metrics["pg/clip_frac_low"] + metrics["pg/clip_frac_high"]
+    metrics["pg/approx_kl"] = _masked_mean((ratio - 1.0) - log_ratio, mask)
+    metrics["pg/ratio_mean"] = _masked_mean(ratio, mask)
+    # ratio > 0, so filling masked tokens with 0 leaves the max alone (and gives 0 when all are
+    # masked) without the device sync that boolean indexing costs.
+    metrics["pg/ratio_max"] = ratio.masked_fill(~mask.bool(), 0.0).max()
+    return metrics
 
 
 def _tis_weights(

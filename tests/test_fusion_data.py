@@ -88,15 +88,18 @@ def test_build_fusion_data_on_the_tiny_model(tiny_model: Path, tmp_path: Path):
     out = tmp_path / "fusion.jsonl"
     overrides = tiny_overrides(tiny_model, tmp_path / "unused", **{
         "rollout.backend": "hf", "rollout.prompts_per_step": 4, "rollout.max_new_tokens": 16,
+        # `overlong` needs the row fields only a rollout knows (response_tokens, max_new_tokens): samples
+        # are scored by the same round as in `rl train`, so it scores in [-1, 0] instead of failing.
         "data.tasks": ("[{name: arithmetic, size: 64, eval_size: 8, thinking_ratio: 0.5, thinking_budget: 4, "
-                       f"rewards: [{{name: '{TESTS / 'data' / 'user_rewards.py'}:char_count'}}]}}]")})
+                       "rewards: [{name: overlong}]}]")})
     rc = main(["build-fusion-data", str(TESTS.parent / "configs/tiny.yaml"), "--out", str(out), "--prompts", "8",
-               "--threshold", "0", "--per-prompt", "2", *overrides])
+               "--threshold", "0", "--no-think-threshold", "-1", "--per-prompt", "2", *overrides])
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # 8 prompts x group of 4; a random model never writes a proper thought, so only non-thinking
     # samples (empty block + some text) pass, at most 2 per prompt.
     assert rows and all(not r["thinking"] for r in rows) and len(rows) <= 2 * 8
+    assert all(-1.0 <= r["reward"] <= 0.0 for r in rows)  # an overlong reward that failed is None: rejected
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
     for row in rows:
         assert wants_thinking(row["messages"][:-1]) is False
