@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny random models built locally (no hub), and a small run config for them."""
+"""Shared fixtures: tiny random models built locally (no hub), and the `ray` marker's check.
+
+Tests use these as fixtures; helpers to import live in tests/helpers.py and tests/agent_helpers.py.
+"""
 from __future__ import annotations
 
 import os
@@ -8,8 +11,6 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-TESTS = Path(__file__).parent
 
 
 @pytest.fixture(scope="session")
@@ -27,15 +28,19 @@ def tiny_moe_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "qwen3-moe-tiny", arch="qwen3_moe", hidden_size=64)
 
 
-def tiny_overrides(model: Path, out: Path, **extra: object) -> list[str]:
-    """Overrides that shrink configs/tiny.yaml to seconds per step on a random model."""
-    values = {
-        "model.path": str(model), "run.output_dir": str(out), "run.steps": 2,
-        "rollout.prompts_per_step": 2, "rollout.group_size": 4, "rollout.max_new_tokens": 8,
-        "rollout.kv_cache_gb": 0.25, "learner.micro_batch_size": 4, "learner.lr": 1e-3,
-        "logging.progress_bar": False, "checkpoint.every": 1,
-        "data.tasks": ("[{name: arithmetic, size: 64, eval_size: 8, rewards: "
-                       f"[{{name: '{TESTS / 'data' / 'user_rewards.py'}:char_count'}}]}}]"),
-    }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
+@pytest.fixture(autouse=True)
+def _ray_marker_is_honest(request, monkeypatch):
+    """A test that starts Ray in this process must be marked `ray` (so `-m "not ray"` skips every one)."""
+    import ray
+
+    started = []
+    real_init = ray.init
+
+    def recording_init(*args, **kwargs):
+        started.append(True)
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(ray, "init", recording_init)
+    yield
+    if started and request.node.get_closest_marker("ray") is None:
+        pytest.fail(f"{request.node.nodeid} starts Ray but is not marked `ray`; add @pytest.mark.ray")

@@ -9,7 +9,7 @@ import time
 import pytest
 from transformers import AutoTokenizer
 
-from agent_helpers import LOGPROB, FakeEngine, call, store_policy, tool_results
+from tests.agent_helpers import LOGPROB, FakeEngine, call, store_policy, tool_results
 from envs import Env, StepResult
 from envs.agents.tools import ToolEnv, tool_schema
 from envs.base import env_prompt

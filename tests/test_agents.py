@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_helpers import call, store_policy
+from tests.agent_helpers import call, store_policy
 from envs import Env, StepResult, get_env
 from envs.agents.tools import ToolEnv, ToolError, tool_schema
 from envs.base import EnvError, call_all, env_prompt

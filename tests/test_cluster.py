@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TESTS, tiny_overrides
+from tests.helpers import TESTS, tiny_overrides
 from tests.data.cluster_rewards import prompt_fingerprint
 from tests.local_cluster import LocalCluster
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import tiny_overrides
+from tests.helpers import tiny_overrides
 
 pytestmark = pytest.mark.slow
 RL = [sys.executable, "-m", "rl.cli"]

@@ -83,7 +83,7 @@ def test_build_fusion_data_on_the_tiny_model(tiny_model: Path, tmp_path: Path):
 
     from rl.cli import main
     from rl.thinking.sft import encode_chat
-    from tests.conftest import tiny_overrides
+    from tests.helpers import tiny_overrides
 
     out = tmp_path / "fusion.jsonl"
     overrides = tiny_overrides(tiny_model, tmp_path / "unused", **{

@@ -13,7 +13,7 @@ import pytest
 
 from rl.config import load_config
 from rl.driver import train
-from tests.conftest import tiny_overrides
+from tests.helpers import tiny_overrides
 
 DATA = Path(__file__).parent / "data"
 
