@@ -57,9 +57,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write a benchmark's results and say where."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    print(f"wrote {path}")
     return path
 
 

@@ -109,13 +109,12 @@ def main(argv: list[str] | None = None) -> int:
                f"{'bf16' if args.device == 'cuda' else 'fp32'} matmul measured here: {flops(measured)}")
     print(summary)
     info = machine_info()
+    print(f"for the docs: | {info['date'][:10]} | {name} | {args.size} | {result['rows']}x{result['seq_len']} | "
+          f"{result['tokens_per_s']:.0f} tokens/s | MFU {100 * mfu:.1f}% |")
     write_json(args.out, {"machine": info, "device": name, "size": args.size, "shape": SIZES[args.size],
                           "zero_stage": args.zero_stage, "learner": result, "peak_flops_per_s": peak,
                           "peak_kind": peak_kind, "matmul_measured_flops_per_s": measured, "mfu": mfu,
                           "summary": summary})
-    print(f"for the docs: | {info['date'][:10]} | {name} | {args.size} | {result['rows']}x{result['seq_len']} | "
-          f"{result['tokens_per_s']:.0f} tokens/s | MFU {100 * mfu:.1f}% |")
-    print(f"wrote {args.out}")
     return 0
 
 

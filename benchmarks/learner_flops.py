@@ -132,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
                           "matmul_peak_flops_per_s": peak, "matmul": {"n": args.matmul_n, "dtype": "float32"},
                           "learner": learner, "learner_fraction_of_peak": fraction,
                           "definition": "learner FLOP/s = 6 x params x tokens per train() / seconds per train()"})
-    print(f"wrote {args.out}")
     return 0
 
 

@@ -167,12 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['reward']:<14}{r['samples']:>8}{r['bare_per_s']:>10.1f}{r['runner_per_s']:>10.1f}"
               f"{r['overhead_ms']:>13.2f}{r['mean_score']:>12.3f}")
     # Other processes compete for the cores: machine_info() holds the load average before, this the one after.
-    path = write_json(args.out, {"benchmark": "rewards_throughput", "unit": "samples per second, one process",
-                                 "machine": machine, "load_avg_after_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
-                                 "results": rows})
+    write_json(args.out, {"benchmark": "rewards_throughput", "unit": "samples per second, one process",
+                          "machine": machine, "load_avg_after_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
+                          "results": rows})
     print(f"load average (1 min) before / after: {machine['load_avg_1_5_15_min'][0]} / {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} cores (above the core count, other work skews these figures)")
-    print(f"wrote {path}")
     return 0
 
 

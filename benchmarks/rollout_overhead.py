@@ -150,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
                           "repeats": args.repeats, **result,
                           "definition": "overhead % = median over repeats of worker seconds / bare engine seconds, "
                                         "- 1; the bare engine generates the worker's response lengths"})
-    print(f"wrote {args.out}")
     return 0
 
 
