@@ -30,10 +30,11 @@ def tiny_moe_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _ray_marker_is_honest(request, monkeypatch):
-    """A test that starts Ray in this process must be marked `ray` (so `-m "not ray"` skips every one)."""
+    """A test that starts Ray in this process, or runs while a fixture holds it, must be marked `ray`
+    (so `-m "not ray"` skips every one)."""
     import ray
 
-    started = []
+    started = [True] if ray.is_initialized() else []
     real_init = ray.init
 
     def recording_init(*args, **kwargs):
@@ -42,5 +43,5 @@ def _ray_marker_is_honest(request, monkeypatch):
 
     monkeypatch.setattr(ray, "init", recording_init)
     yield
-    if started and request.node.get_closest_marker("ray") is None:
+    if (started or ray.is_initialized()) and request.node.get_closest_marker("ray") is None:
         pytest.fail(f"{request.node.nodeid} starts Ray but is not marked `ray`; add @pytest.mark.ray")

@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+"""tests/: its data/ folder holds the rewards and data files the tests load by path."""
+ROOT = TESTS.parent
+"""The repository (configs/, examples/)."""
 
 
 def tiny_overrides(model: Path, out: Path, **extra: object) -> list[str]:

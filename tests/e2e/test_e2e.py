@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from tests.helpers import tiny_overrides
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 RL = [sys.executable, "-m", "rl.cli"]
 
 

@@ -11,8 +11,8 @@ import torch
 from rl.actors import rollout_worker_kwargs
 from rl.config import load_config
 from rl.models import device_and_dtype
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_dtype_by_capability_and_by_name(monkeypatch):

@@ -11,6 +11,7 @@ import pytest
 from rl.fault import Restarts, WorkerLost, learner_failed, learner_guard
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
 
 
 class Flaky:
@@ -44,7 +45,7 @@ class Flaky:
 @pytest.fixture(scope="module")
 def local_ray():
     # Workers unpickle `Flaky` by its module name (this file, imported from tests/): they need it on their path.
-    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])  # actors import this module
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()

@@ -12,8 +12,8 @@ from rl.models import qwen3_tokenizer_dir
 from rl.config import SFTConfig, load_config
 from rl.thinking.sft import batch_order, collate, encode_chat, encode_all
 from rl.thinking.tags import EMPTY_THINK, parse_thinking, wants_thinking
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,7 @@ def test_procedural_fusion_rows_are_mixed_and_consistent(qwen):
 
 
 # ------------------------------------------------------------------------------------------- end to end
+@pytest.mark.ray
 @pytest.mark.slow
 def test_rl_sft_on_the_tiny_model_lowers_the_loss(tiny_model: Path, tmp_path: Path):
     from rl.cli import main

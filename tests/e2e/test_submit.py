@@ -11,8 +11,8 @@ import pytest
 from launch.submit import EXCLUDES, default_address, plan_submission, use_token_if_available
 from rl.cli import main, resume_wanted
 from rl.config import ConfigError
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture(autouse=True)

@@ -92,6 +92,7 @@ def test_plan_errors_name_the_field_to_set(tmp_path, model_dirs):
         plan_judges(cfg, tasks)
 
 
+@pytest.mark.ray
 @pytest.mark.slow  # ~30 s: a local Ray cluster, three model actors, a reward worker and its process
 def test_judge_reward_reaches_the_named_actor_from_the_runners_process(tmp_path, model_dirs):
     """The production path: the driver creates "rl-judge" (2 replicas) and "rl-reward-model", a

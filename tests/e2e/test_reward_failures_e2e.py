@@ -13,11 +13,12 @@ import pytest
 
 from rl.config import load_config
 from rl.driver import train
-from tests.helpers import tiny_overrides
+from tests.helpers import TESTS, tiny_overrides
 
-DATA = Path(__file__).parent / "data"
+DATA = TESTS / "data"
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_raising_hanging_and_garbage_rewards_are_counted_and_the_run_completes(tiny_model, tmp_path):
     counter = tmp_path / "calls.txt"  # tests/data/flaky_rewards.py: call n misbehaves by n % 5

@@ -22,7 +22,7 @@ from tests.helpers import TESTS, tiny_overrides
 from tests.data.cluster_rewards import prompt_fingerprint
 from tests.local_cluster import LocalCluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ROOT = TESTS.parent
 RL = [sys.executable, "-m", "rl.cli"]
 HEAD, NODE = 0, 1  # LocalCluster node indices

@@ -12,8 +12,8 @@ from envs.catalogue import score_requests
 from envs.tasks import load_task
 from rewards.runner import RewardRunner
 from rl.config import load_config
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "tasks" / "my_tasks.yaml"
 
 

@@ -12,16 +12,16 @@ import pytest
 import torch
 
 from rl.config import load_config
+from tests.helpers import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(ROOT))
 
 from benchmarks import vs_trl  # noqa: E402
 from benchmarks.learner_flops import matmul_peak, synthetic_batch  # noqa: E402
 from benchmarks.trl_grpo import TaskReward  # noqa: E402
 from rl.thinking.tags import EMPTY_THINK  # noqa: E402
 
-TINY = REPO / "configs" / "tiny.yaml"
+TINY = ROOT / "configs" / "tiny.yaml"
 
 
 def test_trl_config_mirrors_ours():
@@ -134,7 +134,7 @@ def test_matmul_peak_and_synthetic_batch():
 
 
 def test_gpu_check_without_cuda_says_so():
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py")], capture_output=True,
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")], capture_output=True,
                           text=True, timeout=120, env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert "no CUDA device" in proc.stderr and "--device cpu" in proc.stderr
@@ -143,7 +143,7 @@ def test_gpu_check_without_cuda_says_so():
 @pytest.mark.slow
 def test_gpu_check_cpu_path_runs_the_learner(tmp_path):
     out = tmp_path / "g.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu",
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu",
                            "--steps", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())

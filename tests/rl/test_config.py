@@ -5,9 +5,10 @@ import pytest
 
 from rl.cli import split_overrides
 from rl.config import ConfigError, TrainConfig, load_config
+from tests.helpers import ROOT
 
 # sft_*.yaml are `rl sft` configs, loaded by load_config(kind=SFTConfig) (tests/test_sft.py checks them)
-CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "configs").glob("*.yaml") if not p.name.startswith("sft_"))
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("sft_"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

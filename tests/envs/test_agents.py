@@ -21,8 +21,8 @@ from envs.tasks import get_task_spec, load_task
 from rewards.env import env_reward
 from rewards.spec import RewardSpec
 from rl.config import ConfigError, TaskConfig
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def rows(task: str, n: int = 12, **options) -> list[dict]:
@@ -314,9 +314,9 @@ def test_task_env_config_is_checked_at_load_time(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="do not apply a thinking budget"):
         load_task(TaskConfig(name="agent_game", size=5, eval_size=0, thinking_budget=64), 0)
     monkeypatch.chdir(ROOT)  # a relative file path is made absolute: rollout actors run in another directory
-    relative = load_task(TaskConfig(name="x", source="agent_game", env="tests/test_agents.py:Calculator", size=5,
+    relative = load_task(TaskConfig(name="x", source="agent_game", env="tests/envs/test_agents.py:Calculator", size=5,
                                     eval_size=0), 0)
-    assert relative.env == f"{ROOT / 'tests' / 'test_agents.py'}:Calculator"
+    assert relative.env == f"{ROOT / 'tests' / 'envs' / 'test_agents.py'}:Calculator"
 
 
 def test_config_field_env_loads_from_yaml():

@@ -8,8 +8,8 @@ import pytest
 
 from rl.thinking.fusion_data import select, with_flag
 from rl.thinking.tags import EMPTY_THINK, STOP_THINKING, wants_thinking
+from tests.helpers import TESTS
 
-TESTS = Path(__file__).parent
 THOUGHT = "<think>\n2 plus 2 is 4\n</think>\n\n4"
 
 
@@ -77,6 +77,7 @@ def test_keep_samples_caps_per_prompt_counts_and_flags_the_user_turn():
     assert kept[2]["messages"][-1] == {"role": "assistant", "content": THOUGHT}
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_build_fusion_data_on_the_tiny_model(tiny_model: Path, tmp_path: Path):
     from transformers import AutoTokenizer

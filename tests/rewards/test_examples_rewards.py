@@ -16,13 +16,13 @@ from rewards import get_reward
 from rewards.runner import RewardRunner
 from rewards.spec import ScoreRequest
 from rl.config import ConfigError, TaskConfig, load_config
+from tests.helpers import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def in_repo(monkeypatch):
-    monkeypatch.chdir(REPO)  # the YAML's paths are relative to where `rl train` runs
+    monkeypatch.chdir(ROOT)  # the YAML's paths are relative to where `rl train` runs
 
 
 def test_example_rewards_by_import_string():
@@ -41,7 +41,7 @@ def test_example_rewards_by_import_string():
 def test_example_config_scores_through_the_runner(in_repo):
     cfg = load_config("examples/my_reward.yaml")
     task = load_task(cfg.data.tasks[0], cfg.run.seed)
-    example = REPO / "examples" / "my_reward.py"  # made absolute at load time: the reward actors run elsewhere
+    example = ROOT / "examples" / "my_reward.py"  # made absolute at load time: the reward actors run elsewhere
     assert [s.name for s in task.rewards] == [f"{example}:units", f"{example}:brevity"]
     assert [s.key for s in task.rewards] == ["units", "brevity"]
     rows = {row["prompt"]: row for row in task.train + task.eval}
