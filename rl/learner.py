@@ -116,7 +116,7 @@ class Learner:
         if self.shared_prefix:
             return self._shared_prefix_logprobs(model, mb)
         dev = _device()
-        cols = _loss_window(mb.loss_mask)
+        cols = loss_window(mb.loss_mask)
         kwargs = {"logits_to_keep": torch.arange(cols.start, cols.stop)} if self.keeps_logits else {}
         logits = model(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev), **kwargs).logits
         if not kwargs:  # a model class without logits_to_keep: project everything, keep the window
@@ -378,7 +378,7 @@ def _at(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return padded.gather(1, index)
 
 
-def _loss_window(loss_mask: torch.Tensor) -> slice:
+def loss_window(loss_mask: torch.Tensor) -> slice:
     """Columns of loss_mask[:, 1:] from the first to the last trained label of any row (at least one)."""
     cols = loss_mask[:, 1:].any(dim=0).nonzero().flatten()
     if len(cols) == 0:

@@ -106,7 +106,7 @@ class HFEngine:
 
 
 @contextlib.contextmanager
-def _modules_hidden_from_vllm_kernel_scan() -> Iterator[None]:
+def modules_hidden_from_vllm_kernel_scan() -> Iterator[None]:
     """Take modules vLLM's CPU start-up would crash on out of `sys.modules` while `LLM()` starts.
 
     Without Triton, vLLM's CPU platform rebinds kernels by walking every attribute of every loaded
@@ -148,7 +148,7 @@ class VLLMEngine:
         kwargs = {}
         if not torch.cuda.is_available():
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
-        with _modules_hidden_from_vllm_kernel_scan():
+        with modules_hidden_from_vllm_kernel_scan():
             self.llm = LLM(
                 model=model_path, dtype="auto" if dtype == "auto" else dtype, seed=seed,
                 enforce_eager=enforce_eager, distributed_executor_backend="uni",

@@ -2,7 +2,7 @@
 import sys
 import types
 
-from rl.rollout.engines import _modules_hidden_from_vllm_kernel_scan
+from rl.rollout.engines import modules_hidden_from_vllm_kernel_scan
 
 
 class _ProxiesDict:
@@ -21,7 +21,7 @@ def test_module_with_dict_proxy_is_hidden_then_restored():
     plain.value = object()
     sys.modules.update({odd.__name__: odd, plain.__name__: plain})
     try:
-        with _modules_hidden_from_vllm_kernel_scan():
+        with modules_hidden_from_vllm_kernel_scan():
             assert odd.__name__ not in sys.modules
             assert sys.modules[plain.__name__] is plain
         assert sys.modules[odd.__name__] is odd
@@ -33,6 +33,6 @@ def test_module_with_dict_proxy_is_hidden_then_restored():
 def test_llvmlite_is_the_known_case():
     import pytest
     pytest.importorskip("llvmlite.binding")
-    with _modules_hidden_from_vllm_kernel_scan():
+    with modules_hidden_from_vllm_kernel_scan():
         assert "llvmlite.binding.ffi" not in sys.modules
     assert "llvmlite.binding.ffi" in sys.modules

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rl.config import load_config
-from rl.learner import Learner, _loss_window
+from rl.learner import Learner, loss_window
 from rl.types import TrainBatch
 
 
@@ -112,8 +112,8 @@ def test_learner_logprobs_equal_a_plain_forward(tiny_model, tmp_path, shared_pre
 
 def test_loss_window():
     mask = torch.tensor([[0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 0, 0]])
-    assert _loss_window(mask) == slice(1, 4)   # columns 1..3 of mask[:, 1:]
-    assert _loss_window(torch.zeros(2, 4, dtype=torch.long)) == slice(0, 1)
+    assert loss_window(mask) == slice(1, 4)   # columns 1..3 of mask[:, 1:]
+    assert loss_window(torch.zeros(2, 4, dtype=torch.long)) == slice(0, 1)
 
 
 @pytest.mark.parametrize("stage", [2, 3])
