@@ -82,10 +82,10 @@ class TaskMix:
             out.append(Draw(task, row, thinking=self._mode(task, row, mode_rng)))
         return out
 
-    def sample_extra(self, step: int, round_: int, n: int) -> list[Draw]:
-        """`n` more prompts for `step` (dynamic sampling round `round_` >= 1): tasks by the step's
-        weights, rows uniformly at random from the train split, a stream of their own."""
-        stream = f"extra{round_}"
+    def sample_extra(self, step: int, round_index: int, n: int) -> list[Draw]:
+        """`n` more prompts for `step` (dynamic sampling's extra round `round_index` >= 1): tasks by the
+        step's weights, rows uniformly at random from the train split, a stream of their own."""
+        stream = f"extra{round_index}"
         rng = random.Random(f"{self.seed}-{stream}-rows-{step}")
         mode_rng = random.Random(f"{self.seed}-{stream}-modes-{step}")
         out = []
