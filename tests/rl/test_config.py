@@ -61,3 +61,44 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
+
+
+def test_every_actor_group_section_shares_one_base():
+    from rl.config import ActorGroupConfig
+
+    cfg = load_config("configs/tiny.yaml")
+    groups = [cfg.rollout, cfg.reward, cfg.learner, cfg.judge, cfg.reward_model]
+    assert all(isinstance(g, ActorGroupConfig) for g in groups)
+    assert cfg.reward.cpus_per_worker == 0.5 and cfg.reward.threads == 1  # the reward role's own defaults
+    assert load_config("configs/tiny.yaml", ["reward.gpus_per_worker=0"]).reward.gpus_per_worker == 0
+
+
+def test_a_retired_field_names_what_to_set_instead(tmp_path):
+    """A field a config class lists in RETIRED (e.g. after a rename) fails with its message, not a bare
+    'unknown field'."""
+    from dataclasses import dataclass, field
+    from typing import ClassVar
+
+    from rl import config_io
+
+    @dataclass
+    class Section:
+        RETIRED: ClassVar[dict[str, str]] = {"old_name": "renamed to section.new_name; set that instead"}
+        new_name: int = 1
+
+    @dataclass
+    class Config:
+        section: Section = field(default_factory=Section)
+
+    path = tmp_path / "c.yaml"
+    path.write_text("section:\n  old_name: 3\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: section.old_name: renamed to section.new_name"):
+        config_io.load(Config, path)
+    assert config_io.load(Config, None, ["section.new_name=3"]).section.new_name == 3
+
+
+def test_yaml_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("run:\n  name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text"):
+        load_config(path)
