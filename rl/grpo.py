@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 LOSS_AGGS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+IMPORTANCE_LEVELS = ("token", "sequence")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 # Log-ratios are clamped to this range before exp(): exp(89) already overflows float32, and a
 # token whose probability moved by e^20 is clipped (or is a bug) anyway. verl uses the same bound.
@@ -129,11 +130,25 @@ def policy_loss(
     max_tokens: int | None = None,
     behavior_logprobs: torch.Tensor | None = None,
     tis_cap: float | None = None,
+    importance_level: str = "token",
+    kl_cov_ratio: float = 0.0,
+    kl_cov_coef: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO-clip policy loss with separate low/high clip (DAPO clip-higher) and optional TIS.
+    """PPO-clip policy loss with separate low/high clip (DAPO clip-higher), GSPO's sequence-level
+    ratio, optional TIS and KL-Cov.
 
     Per token: ratio = exp(logprobs - old_logprobs), loss = max(-A * ratio, -A * clip(ratio,
     1 - clip_low, 1 + clip_high)); aggregated with `agg_loss(loss_agg, max_tokens)`.
+
+    importance_level "sequence" is GSPO (Zheng et al. 2025, arXiv 2507.18071): every token of row i
+    carries the row's length-normalised ratio s_i = exp(mean_t(logprobs - old_logprobs)) as its
+    value, and the gradient s_i * grad logprob_t, so with loss_agg "seq-mean-token-mean" the gradient
+    is exactly GSPO's, -mean_i A_i grad s_i; the clip acts on s_i (GSPO's ranges are ~1e-4 wide).
+
+    KL-Cov (Cui et al. 2025, arXiv 2505.22617), when `kl_cov_ratio` > 0: the `kl_cov_ratio` share of
+    unmasked tokens with the largest covariance (logprob - its mean) * (A - its mean) get
+    `kl_cov_coef * |logprobs - old_logprobs|` added to their loss, which keeps the tokens that drive
+    entropy collapse near the old policy.
 
     Truncated importance sampling (off-policy rollouts, e.g. vLLM sampled the tokens with
     slightly different numerics or one step-stale weights): when `tis_cap` is set, each token's
@@ -165,12 +180,19 @@ def policy_loss(
         raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
 
     log_ratio = (logprobs - old_logprobs).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+    if importance_level == "sequence":
+        log_ratio = sequence_log_ratio(log_ratio, logprobs, mask)
+    elif importance_level != "token":
+        raise ValueError(f"unknown importance_level {importance_level!r}; choose one of {IMPORTANCE_LEVELS}")
     ratio = torch.exp(log_ratio)  # (B, T)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
     per_token = torch.maximum(unclipped, clipped)  # (B, T)
 
     metrics: dict[str, torch.Tensor] = {}
+    if kl_cov_ratio > 0:
+        penalty, metrics["pg/kl_cov_frac"] = kl_cov_penalty(logprobs, old_logprobs, advantages, mask, kl_cov_ratio)
+        per_token = per_token + kl_cov_coef * penalty
     if tis_cap is not None:
         weights, tis_metrics = _tis_weights(old_logprobs, behavior_logprobs, tis_cap, mask)
         per_token = per_token * weights
@@ -179,6 +201,44 @@ def policy_loss(
 
     metrics.update(_ratio_metrics(ratio.detach(), log_ratio.detach(), advantages, mask, clip_low, clip_high))
     return loss, metrics
+
+
+def sequence_log_ratio(log_ratio: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) GSPO log-ratios: each row's masked mean of `log_ratio` as the value, the gradient of the
+    token's own logprob (log s_i - sg(logprob_t) + logprob_t). Rows without tokens get 0."""
+    m = mask.to(log_ratio.dtype)
+    per_row = (log_ratio * m).sum(dim=-1) / m.sum(dim=-1).clamp(min=1.0)  # (B,)
+    return logprobs - logprobs.detach() + per_row.detach().unsqueeze(-1)
+
+
+@torch.no_grad()
+def kl_cov_penalty(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                   mask: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL-Cov's selection (see `policy_loss`): |logprobs - old_logprobs| (B, T) on the top `ratio` share
+    (at least one) of unmasked tokens by covariance of logprob and advantage, 0 elsewhere; with the
+    share of unmasked tokens selected. The value carries the gradient of |log ratio|."""
+    m = mask.bool()
+    n = int(m.sum())
+    if n == 0:
+        return torch.zeros_like(logprobs), torch.zeros((), dtype=logprobs.dtype, device=logprobs.device)
+    adv = advantages.expand_as(logprobs)
+    lp = logprobs.detach()
+    cov = (lp - lp[m].mean()) * (adv - adv[m].mean())  # (B, T)
+    k = max(1, int(ratio * n))
+    top = cov.masked_fill(~m, float("-inf")).flatten().topk(k).indices
+    chosen = torch.zeros(m.numel(), dtype=torch.bool, device=m.device)
+    chosen[top] = True
+    chosen = chosen.view_as(m)
+    with torch.enable_grad():
+        penalty = torch.where(chosen, (logprobs - old_logprobs).abs(), torch.zeros_like(logprobs))
+    return penalty, torch.tensor(k / n, dtype=logprobs.dtype, device=logprobs.device)
+
+
+def next_entropy_coef(coef: float, entropy: float, target: float, lr: float, limit: float) -> float:
+    """One step of the adaptive entropy coefficient (`grpo.entropy_target`): raise it when the policy's
+    mean token entropy is below the target, lower it (down to -limit: an entropy penalty) when above,
+    `coef + lr * (target - entropy)` clamped to [-limit, limit]."""
+    return max(-limit, min(limit, coef + lr * (target - entropy)))
 
 
 def _checked_advantages(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,

@@ -272,3 +272,67 @@ def test_entropy_bf16_matches_float32():
 def test_logprobs_reject_bad_shapes():
     with pytest.raises(ValueError, match=r"\(B, T, V\)"):
         logprobs_from_logits(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
+
+
+# --- GSPO, KL-Cov, adaptive entropy coefficient (issue 14) -------------------------------------
+
+
+def test_gspo_sequence_ratio_value_and_gradient_by_hand():
+    from rl.grpo import sequence_log_ratio
+
+    # Row 0: log-ratios 0.1, 0.3 (third token masked) -> s0 = exp(0.2) = 1.221403.
+    # Row 1: log-ratio -0.4 on its one token -> s1 = exp(-0.4) = 0.670320.
+    old = torch.zeros(2, 3)
+    logprobs = torch.tensor([[0.1, 0.3, 5.0], [-0.4, 0.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    log_s = sequence_log_ratio(logprobs - old, logprobs, mask)
+    close(log_s.detach(), [[0.2, 0.2, 0.2], [-0.4, -0.4, -0.4]])
+    # Advantages 1 and -1, clip [1 - 0.5, 1 + 0.5] (s0, s1 inside): seq-mean-token-mean loss
+    # = mean(-1 * 1.221403, +1 * 0.670320) = (-1.221403 + 0.670320) / 2 = -0.275541.
+    loss, metrics = policy_loss(logprobs, old, torch.tensor([1.0, -1.0]), mask, clip_low=0.5, clip_high=0.5,
+                                loss_agg="seq-mean-token-mean", importance_level="sequence")
+    close(loss.detach(), -0.275541)
+    loss.backward()
+    # d/d logprob_t of row 0: -A0 * s0 / |y0| / B = -1.221403 / 2 / 2 = -0.305351 on both tokens;
+    # row 1: +0.670320 / 1 / 2 = 0.335160; masked tokens get 0.
+    close(logprobs.grad, [[-0.305351, -0.305351, 0.0], [0.335160, 0.0, 0.0]])
+    close(metrics["pg/clip_frac"], 0.0)
+
+
+def test_gspo_clips_the_sequence_ratio():
+    # s0 = exp(0.2) = 1.2214 > 1 + 1e-3 with A = 1: clipped, no gradient, loss = -(1 + 1e-3).
+    logprobs = torch.tensor([[0.1, 0.3]], requires_grad=True)
+    loss, metrics = policy_loss(logprobs, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2),
+                                clip_low=1e-3, clip_high=1e-3, importance_level="sequence")
+    close(loss.detach(), -1.001)
+    loss.backward()
+    close(logprobs.grad, [[0.0, 0.0]])
+    close(metrics["pg/clip_frac_high"], 1.0)
+    with pytest.raises(ValueError, match="importance_level"):
+        policy_loss(logprobs, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2), importance_level="row")
+
+
+def test_kl_cov_penalises_the_highest_covariance_tokens():
+    from rl.grpo import kl_cov_penalty
+
+    # logprobs (masked mean -1): -0.5, -1.5 | -1.0, -1.0; advantages 2, 0 (masked mean 1).
+    # cov = (lp + 1) * (A - 1): 0.5*1 = 0.5, -0.5*1 = -0.5 | 0*-1 = 0, 0*-1 = 0 -> top-1 is token (0, 0).
+    logprobs = torch.tensor([[-0.5, -1.5], [-1.0, -1.0]], requires_grad=True)
+    old = torch.tensor([[-0.8, -1.5], [-1.0, -1.2]])
+    penalty, frac = kl_cov_penalty(logprobs, old, torch.tensor([[2.0], [0.0]]), torch.ones(2, 2), ratio=0.25)
+    close(penalty.detach(), [[0.3, 0.0], [0.0, 0.0]])   # |-0.5 - -0.8| on the chosen token only
+    close(frac, 0.25)
+    # In the loss: token (0, 0) gains 2 * 0.3; the token-mean loss moves by 0.6 / 4 = 0.15.
+    base, _ = policy_loss(logprobs, old, torch.tensor([2.0, 0.0]), torch.ones(2, 2), clip_low=0.9, clip_high=9.0)
+    with_cov, metrics = policy_loss(logprobs, old, torch.tensor([2.0, 0.0]), torch.ones(2, 2), clip_low=0.9,
+                                    clip_high=9.0, kl_cov_ratio=0.25, kl_cov_coef=2.0)
+    close(with_cov.detach() - base.detach(), 0.15)
+    close(metrics["pg/kl_cov_frac"], 0.25)
+
+
+def test_adaptive_entropy_coefficient_by_hand():
+    from rl.grpo import next_entropy_coef
+
+    assert next_entropy_coef(0.0, entropy=0.3, target=0.5, lr=0.1, limit=1.0) == pytest.approx(0.02)
+    assert next_entropy_coef(0.02, entropy=0.9, target=0.5, lr=0.1, limit=1.0) == pytest.approx(-0.02)
+    assert next_entropy_coef(0.0, entropy=0.0, target=50.0, lr=0.1, limit=1.0) == 1.0   # clamped
