@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from rl import config_io
 from rl.config_io import ConfigError
+from rl.algo_config import GRPOConfig, validate_grpo
 from rl.task_config import DataConfig, TaskConfig, validate_data  # noqa: F401 - TaskConfig: part of the config API
 
 C = TypeVar("C", bound="BaseConfig")
@@ -92,6 +93,14 @@ class ModelConfig:
     """Training dtype. auto: bfloat16 on CUDA, float32 on CPU (bf16 matmuls are ~50x slower there)."""
     gradient_checkpointing: bool = False
     """Trade compute for memory in the learner."""
+    lora_rank: int = 0
+    """LoRA rank (peft) for the learner; 0: full fine-tuning. The rollout engines get merged weights;
+    checkpoints hold the adapter (adapter/) and a merged model (model/)."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                    "gate_proj", "up_proj", "down_proj"])
+    """Linear layers that get LoRA adapters (names as in the model's modules)."""
 
 
 @dataclass
@@ -216,26 +225,6 @@ class LearnerConfig(ActorGroupConfig):
     """Optimizer steps per rollout batch (the batch is split into this many mini-batches)."""
     epochs: int = 1
     """Passes over the rollout batch (PPO epochs)."""
-
-
-@dataclass
-class GRPOConfig:
-    normalize_std: bool = True
-    """Divide advantages by the group std (GRPO); False is Dr. GRPO (mean-centred only)."""
-    clip_low: float = 0.2
-    """PPO ratio clip below 1: ratio >= 1 - clip_low."""
-    clip_high: float = 0.28
-    """PPO ratio clip above 1 (clip-higher, DAPO): ratio <= 1 + clip_high."""
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
-    """How per-token losses are averaged."""
-    kl_coef: float = 0.0
-    """Weight of the KL-to-reference loss; 0 creates no reference model at all."""
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    """KL estimator (Schulman): k1 = log ratio, k2 = squared/2, k3 = unbiased low-variance."""
-    eps: float = 1e-6
-    """Added to the group std."""
-    tis_cap: float | None = None
-    """Truncated importance-sampling cap for off-policy rollouts (None: no correction)."""
 
 
 @dataclass
@@ -411,10 +400,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"rollout.off_policy_steps={r.off_policy_steps} trains on samples from older weights; "
                           "set grpo.tis_cap (e.g. 2.0) so the loss corrects for it with truncated importance "
                           "sampling, or set rollout.off_policy_steps=0")
-    if not 0 <= cfg.grpo.clip_low < 1 or cfg.grpo.clip_high < 0:
-        raise ConfigError("grpo.clip_low must be in [0, 1) and grpo.clip_high >= 0")
-    if cfg.grpo.kl_coef < 0:
-        raise ConfigError(f"grpo.kl_coef must be >= 0, got {cfg.grpo.kl_coef}")
+    validate_grpo(cfg.grpo)
     validate_data(cfg.data)
     if cfg.run.eval_every < 0 or cfg.run.eval_samples < 1 or cfg.run.eval_prompts < 1:
         raise ConfigError("run.eval_every must be >= 0, run.eval_samples and run.eval_prompts >= 1")

@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rl", "rewards", "envs", "launch")
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaf", ("rl", "rl.types", "rl.grpo", "rl.config", "rl.config_io", "rl.task_config", "rl.plugins", "rl.models",
-              "rl.checkpoint", "rl.thinking", "rl.thinking.tags", "rl.thinking.chat", "rl.thinking.budget",
-              "rewards.spec", "rewards.base")),
+    ("leaf", ("rl", "rl.types", "rl.grpo", "rl.config", "rl.config_io", "rl.task_config", "rl.algo_config",
+              "rl.plugins", "rl.models", "rl.checkpoint", "rl.thinking", "rl.thinking.tags", "rl.thinking.chat",
+              "rl.thinking.budget", "rewards.spec", "rewards.base")),
     ("rewards", ("rewards",)),
     ("envs", ("envs",)),
     ("actor support", ("rl.weight_sync", "rl.fault", "rl.data", "rl.metrics")),
