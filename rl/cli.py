@@ -44,7 +44,7 @@ def split_overrides(extra: list[str]) -> list[str]:
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from rl.config import load_config
 
-    overrides = split_overrides(extra)
+    overrides = algo_overrides(args.algo) + split_overrides(extra)  # explicit overrides win over the preset
     if args.steps is not None:
         overrides.append(f"run.steps={args.steps}")
     if args.output_dir is not None:
@@ -55,6 +55,22 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     out = train(cfg, resume=resume_wanted(args.resume, cfg.output_dir))
     print(f"run finished: {out}")
     return 0
+
+
+ALGOS = Path(__file__).resolve().parents[1] / "configs" / "algos"
+
+
+def algo_overrides(algo: str | None) -> list[str]:
+    """The `grpo` section of a preset in configs/algos/ (a name) or a YAML file (a path), as overrides."""
+    from rl.config_io import ConfigError, preset_overrides
+
+    if algo is None:
+        return []
+    path = Path(algo) if algo.endswith((".yaml", ".yml")) else ALGOS / f"{algo}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in ALGOS.glob("*.yaml"))
+        raise ConfigError(f"--algo {algo}: no preset {path}; choose one of {names} or give a YAML file")
+    return preset_overrides(path, ("grpo",))
 
 
 def resume_wanted(flag: str | None, out_dir: Path) -> bool:
@@ -209,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--steps", type=int)
     p.add_argument("--output-dir")
+    p.add_argument("--algo", help="a policy-loss preset: grpo, dapo, dr_grpo, gspo (configs/algos/) or a YAML file")
     p.add_argument("--resume", nargs="?", const="always", choices=["always", "auto"], metavar="auto",
                    help="continue from the run folder's last checkpoint; `--resume auto`: only if the folder "
                         "holds a run, else start fresh (the default of `rl submit`)")

@@ -53,6 +53,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def preset_overrides(path: str | Path, sections: tuple[str, ...]) -> list[str]:
+    """A preset file's values as `section.field=value` overrides; it may only hold `sections` (a preset
+    changes one part of an experiment, and the experiment's own YAML says the rest)."""
+    raw = read_yaml(path)
+    extra = sorted(set(raw) - set(sections))
+    if extra:
+        raise ConfigError(f"{path}: a preset sets only {list(sections)}, not {extra}")
+    return [f"{section}.{key}={json.dumps(value)}" for section in raw for key, value in (raw[section] or {}).items()]
+
+
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """Apply one `a.b.c=value` (value parsed as YAML, so 3, 1e-6, true, [1,2] work)."""
     key, sep, value = item.partition("=")
