@@ -26,6 +26,7 @@ import torch
 
 from rl import grpo
 from rl.config import BaseConfig, TrainConfig
+from rl.lora import apply_lora, is_lora, save_lora, sync_parameters
 from rl.models import device_and_dtype
 from rl.types import SFTBatch, TrainBatch
 from rl.weight_sync import bucket_groups, encode_bucket
@@ -71,11 +72,19 @@ class Learner:
         # needs under gradient checkpointing; the reference model is the same class).
         self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.shared_prefix = cfg.learner.shared_prefix and not cfg.model.gradient_checkpointing
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lrn.lr, betas=lrn.betas, weight_decay=lrn.weight_decay)
+        if cfg.model.lora_rank:
+            if cfg.model.gradient_checkpointing:
+                model.enable_input_require_grads()  # checkpointed blocks need an input that wants grad
+            model = apply_lora(model, cfg.model)
+        self.entropy_coef = cfg.grpo.entropy_coef if isinstance(cfg, TrainConfig) else 0.0
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=lrn.lr, betas=lrn.betas, weight_decay=lrn.weight_decay)
         warmup = max(lrn.warmup_steps, 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                                config=self._ds_config(dtype))
+        # What the weight sync sends: the base model's names, LoRA adapters merged in (rl/lora.py)
+        self.sync_params, self.merges = sync_parameters(self.engine.module)
         self.ref_model = None
         if isinstance(cfg, TrainConfig) and cfg.grpo.kl_coef > 0:  # the only case that needs a frozen reference
             self.ref_model = AutoModelForCausalLM.from_pretrained(self.model_path, torch_dtype=dtype)
@@ -213,29 +222,14 @@ class Learner:
         index = torch.arange(len(batch.input_ids))
         for _ in range(cfg.learner.epochs):
             for mini_idx in index.chunk(cfg.learner.mini_batches):
-                mini_tokens = batch.loss_mask[mini_idx, 1:].sum().clamp(min=1)
+                kept = 1 - batch.truncated[mini_idx] if g.mask_truncated else torch.ones(len(mini_idx))
+                mini_tokens = (batch.loss_mask[mini_idx, 1:] * kept[:, None]).sum().clamp(min=1)
                 passes = self._micro_batches(batch, mini_idx)
                 for n, (idx, mb) in enumerate(passes):
                     # The pass count varies with lengths, so the optimizer-step boundary is set here
                     # rather than counted by DeepSpeed from a fixed gradient_accumulation_steps.
                     self.engine.set_gradient_accumulation_boundary(n == len(passes) - 1)
-                    logprobs, logits, index = self._logprobs(self.engine, mb)
-                    dev = logprobs.device
-                    mask = _at(mb.loss_mask[:, 1:], index).to(dev).float()
-                    old = _at(old_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev) if old_all is not None \
-                        else logprobs.detach()
-                    loss, metrics = grpo.policy_loss(
-                        logprobs, old, mb.advantages.to(dev), mask, clip_low=g.clip_low, clip_high=g.clip_high,
-                        loss_agg=g.loss_agg, max_tokens=cfg.rollout.max_new_tokens,
-                        behavior_logprobs=_at(mb.behavior_logprobs[:, 1:], index).to(dev) if g.tis_cap else None,
-                        tis_cap=g.tis_cap)
-                    metrics["loss/pg"] = loss.detach()
-                    if ref_all is not None:
-                        ref = _at(ref_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev)
-                        kl = grpo.kl_loss(logprobs, ref, mask, estimator=g.kl_estimator,
-                                          loss_agg=g.loss_agg, max_tokens=cfg.rollout.max_new_tokens)
-                        loss = loss + g.kl_coef * kl
-                        metrics["loss/kl"] = kl.detach()
+                    loss, mask, metrics = self._pass_loss(idx, mb, old_all, ref_all)
                     # Weight each pass by its share of the mini-batch, so the mini-batch's token-mean
                     # (or sequence-mean) counts every token (sequence) once however the passes split it.
                     weight = mask.sum() / mini_tokens if g.loss_agg == "token-mean" else len(idx) / len(mini_idx)
@@ -245,18 +239,60 @@ class Learner:
                     self.engine.step()
                     if grad_norms and grad_norms[-1] != grad_norms[-1]:  # NaN placeholder: ZeRO keeps it
                         grad_norms[-1] = float(self.engine.get_global_grad_norm() or 0.0)
-                    with torch.no_grad():
-                        metrics["actor/entropy"] = (grpo.entropy_from_logits(logits) * mask).sum() / mask.sum().clamp(min=1)
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + float(v)
                     count += 1
         out = {k: v / max(count, 1) for k, v in sums.items()}
+        out["actor/entropy_coef"] = self.entropy_coef
+        if g.entropy_target is not None:  # adapt for the next step, from the ranks' mean entropy
+            entropy = _rank_mean(out["actor/entropy"], self.world_size)
+            self.entropy_coef = grpo.next_entropy_coef(self.entropy_coef, entropy, g.entropy_target,
+                                                       g.entropy_coef_lr, g.entropy_coef_max)
         out["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["actor/lr"] = float(self.engine.get_lr()[0])
         out["time/train_rank"] = time.perf_counter() - start
         out["learner/tokens"] = float(batch.attention_mask.sum())
         out["learner/passes"] = float(count)
         return out
+
+    def _pass_loss(self, idx: torch.Tensor, mb: TrainBatch, old_all: torch.Tensor | None,
+                   ref_all: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """One pass's GRPO loss (policy loss, KL to the reference, entropy term), its (b, W) loss mask
+        and metrics. `old_all`/`ref_all`: (B, T-1) logprobs of the whole batch, or None."""
+        cfg, g = self.cfg, self.cfg.grpo
+        logprobs, logits, index = self._logprobs(self.engine, mb)
+        dev = logprobs.device
+        sampled = _at(mb.loss_mask[:, 1:], index).to(dev).float()  # every token the policy sampled
+        mask = sampled  # the tokens trained on
+        if g.mask_truncated:  # DAPO's overlong filtering: cut responses teach nothing about the answer
+            mask = sampled * (1 - mb.truncated.to(dev).float()).unsqueeze(1)
+        old = _at(old_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev) if old_all is not None \
+            else logprobs.detach()
+        sequence = g.importance_level == "sequence"
+        loss, metrics = grpo.policy_loss(
+            logprobs, old, mb.advantages.to(dev), mask, clip_low=g.seq_clip_low if sequence else g.clip_low,
+            clip_high=g.seq_clip_high if sequence else g.clip_high, loss_agg=g.loss_agg,
+            max_tokens=cfg.rollout.max_new_tokens, importance_level=g.importance_level,
+            behavior_logprobs=_at(mb.behavior_logprobs[:, 1:], index).to(dev) if g.tis_cap else None,
+            tis_cap=g.tis_cap, kl_cov_ratio=g.kl_cov_ratio, kl_cov_coef=g.kl_cov_coef)
+        metrics["loss/pg"] = loss.detach()
+        if ref_all is not None:
+            ref = _at(ref_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev)
+            kl = grpo.kl_loss(logprobs, ref, mask, estimator=g.kl_estimator, loss_agg=g.loss_agg,
+                              max_tokens=cfg.rollout.max_new_tokens)
+            loss = loss + g.kl_coef * kl
+            metrics["loss/kl"] = kl.detach()
+        with torch.set_grad_enabled(bool(self.entropy_coef)):  # a (b, W, V) graph only when the loss uses it
+            entropy = grpo.entropy_from_logits(logits)  # (b, W)
+        if self.entropy_coef:
+            bonus = grpo.agg_loss(entropy, mask, g.loss_agg, cfg.rollout.max_new_tokens)
+            loss = loss - self.entropy_coef * bonus
+            metrics["loss/entropy_bonus"] = bonus.detach()
+        # the policy's entropy on what it sampled (also the truncated responses the loss leaves out)
+        metrics["actor/entropy"] = (entropy.detach() * sampled).sum() / sampled.sum().clamp(min=1)
+        if g.mask_truncated:
+            metrics["pg/truncated_masked"] = mb.truncated.float().mean()
+        return loss, mask, metrics
 
     def sft_train(self, batch: SFTBatch) -> dict[str, float]:
         """One optimizer step of supervised fine-tuning (`rl sft`) on this rank's share of a batch:
@@ -327,7 +363,7 @@ class Learner:
         return encode_bucket(bucket) if bucket is not None else None
 
     def _bucket_groups(self, dtype: str | None, bucket_bytes: float) -> list[list[tuple[str, Any]]]:
-        return bucket_groups(self.engine.module.named_parameters(), dtype, bucket_bytes)
+        return bucket_groups(self.sync_params, dtype, bucket_bytes)
 
     def _gather_bucket(self, group: list[tuple[str, Any]], dtype: str | None, copy: bool = True
                        ) -> list[tuple[str, torch.Tensor]] | None:
@@ -339,10 +375,12 @@ class Learner:
         with deepspeed.zero.GatheredParameters([p for _, p in group], enabled=self.cfg.learner.zero_stage == 3):
             if self.rank != 0:
                 return None
-            bucket = [(name, p.detach().to("cpu", dtype=cast or p.dtype, copy=copy)) for name, p in group]
+            # LoRA: the adapter is merged in (in fp32) before the cast, so engines get plain weights
+            bucket = [(name, p.detach().to("cpu", dtype=cast or p.dtype, copy=copy) if name not in self.merges
+                       else self.merges[name](p.detach()).to("cpu", dtype=cast or p.dtype)) for name, p in group]
         names = [name for name, _ in bucket]
         if self.tie_embeddings and "model.embed_tokens.weight" in names and not any(
-                n == "lm_head.weight" for n, _ in self.engine.module.named_parameters()):
+                n == "lm_head.weight" for n, _ in self.sync_params):
             # named_parameters() lists a tied matrix once; vLLM keeps a separate lm_head copy after
             # loading, which stays stale unless the tied weight is also sent under its own name
             bucket.append(("lm_head.weight", bucket[names.index("model.embed_tokens.weight")][1]))
@@ -358,7 +396,9 @@ class Learner:
             self.engine.save_checkpoint(str(ckpt / "deepspeed"), tag="state", client_state=client_state)
         params = list(self.engine.module.named_parameters())
         with deepspeed.zero.GatheredParameters([p for _, p in params], enabled=self.cfg.learner.zero_stage == 3):
-            if self.rank == 0:
+            if self.rank == 0 and is_lora(self.engine.module):
+                save_lora(self.engine.module, ckpt, self.model_path)  # adapter/ and the merged model/
+            elif self.rank == 0:
                 self.engine.module.save_pretrained(ckpt / "model", safe_serialization=True)
                 AutoTokenizer.from_pretrained(self.model_path).save_pretrained(ckpt / "model")
 
@@ -370,6 +410,15 @@ class Learner:
                                     "checkpoint.save_optimizer=false?); cannot resume exactly from it")
         _, client_state = self.engine.load_checkpoint(str(state_dir), tag="state")
         return client_state or {}
+
+
+def _rank_mean(value: float, world_size: int) -> float:
+    """`value` averaged over the learner ranks (so every rank adapts the same coefficient)."""
+    if world_size == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return float(t) / world_size
 
 
 def _at(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

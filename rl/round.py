@@ -207,4 +207,5 @@ def collate(rollouts: list[Rollout], advantages: torch.Tensor, pad_id: int) -> T
         loss_mask[i, p:p + n] = torch.tensor(r.loss_mask)
         behavior[i, p:p + n] = torch.tensor(r.logprobs)
     prompt_lengths = torch.tensor([len(r.request.prompt_ids) for r in rollouts], dtype=torch.long)
-    return TrainBatch(input_ids, attention, loss_mask, advantages.float(), behavior, prompt_lengths)
+    truncated = torch.tensor([int(r.truncated) for r in rollouts], dtype=torch.long)
+    return TrainBatch(input_ids, attention, loss_mask, advantages.float(), behavior, prompt_lengths, truncated)

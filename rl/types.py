@@ -85,6 +85,13 @@ class TrainBatch:
     prompt_lengths: torch.Tensor
     """(B,) prompt tokens at the start of each row; rows of a GRPO group share them (the learner runs
     a shared prompt once per pass, `learner.shared_prefix`)."""
+    truncated: torch.Tensor | None = None
+    """(B,) 1 where the response was cut at max_new_tokens (`grpo.mask_truncated` drops those rows);
+    None: none was."""
+
+    def __post_init__(self) -> None:
+        if self.truncated is None:
+            self.truncated = torch.zeros(len(self.input_ids), dtype=torch.long)
 
     def split(self, parts: int) -> list["TrainBatch"]:
         size = len(self.input_ids) // parts
@@ -92,7 +99,7 @@ class TrainBatch:
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.input_ids, self.attention_mask, self.loss_mask, self.advantages, self.behavior_logprobs,
-                self.prompt_lengths)
+                self.prompt_lengths, self.truncated)
 
 
 @dataclass

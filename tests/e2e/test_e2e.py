@@ -107,14 +107,27 @@ def test_two_learner_ranks_with_zero3(tiny_model, tmp_path):
     assert any(not (trained[k] == initial[k]).all() for k in initial if k in trained)
 
 
-def test_one_step_off_policy_overlaps_generation_and_stays_one_update_behind(tiny_model, tmp_path):
+def test_one_step_off_policy_with_gspo_lora_and_entropy_control(tiny_model, tmp_path):
+    """Off-policy rollouts, and in the same run the policy-loss options: the GSPO preset, LoRA, an
+    entropy target and KL-Cov (truncation masking: tests/rl/test_learner_batching.py; here every
+    response of the random model is truncated, which would leave nothing to train)."""
     run = tmp_path / "run"
-    proc = _run(["train", "configs/tiny.yaml", *tiny_overrides(tiny_model, run, **{
-        "run.steps": 3, "rollout.off_policy_steps": 1, "grpo.tis_cap": 2.0, "checkpoint.every": 0})])
+    proc = _run(["train", "configs/tiny.yaml", "--algo", "gspo", *tiny_overrides(tiny_model, run, **{
+        "run.steps": 3, "rollout.off_policy_steps": 1, "grpo.tis_cap": 2.0, "checkpoint.every": 0,
+        "model.lora_rank": 8, "grpo.entropy_target": 0.5, "grpo.entropy_coef_lr": 0.001,
+        "grpo.kl_cov_ratio": 0.1})])
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = _metrics(run)
     assert [m["step"] for m in metrics] == [1, 2, 3]
-    # round 1 (step 2) is generated with the initial weights while the learner makes update 1, and
-    # round 2 with update 1 while it makes update 2: one update behind, never more
+    config = (run / "config.yaml").read_text()
+    assert "importance_level: sequence" in config and "lora_rank: 8" in config
+    # the entropy of a random model (~11 nats) is far above 0.5: the coefficient steps down each update
+    coefs = [m["actor/entropy_coef"] for m in metrics]
+    assert coefs[0] == 0.0 and coefs[1] < 0.0 and coefs[2] < coefs[1]
+    assert all(0 < m["pg/kl_cov_frac"] <= 0.1 for m in metrics)
+    final = run / "checkpoints" / "step_000003"
+    assert (final / "adapter" / "adapter_config.json").is_file() and (final / "model" / "config.json").is_file()
+    # the batch of step 2 is generated with the initial weights while the learner makes update 1, and
+    # the batch of step 3 with update 1 while it makes update 2: one update behind, never more
     assert [m["rollout/staleness"] for m in metrics] == [0.0, 1.0, 1.0]
     assert all(0 < m["pg/tis_weight_mean"] <= 2.0 for m in metrics)  # the correction is applied, truncated

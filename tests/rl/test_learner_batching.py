@@ -46,7 +46,8 @@ def _batch(groups: int = 2, group_size: int = 4, seed: int = 0) -> TrainBatch:
     return TrainBatch(input_ids, attention, loss_mask, advantages, torch.zeros(len(rows), width), prompt_lengths)
 
 
-def _gradient_of_one_update(model, tmp_path, *overrides: str) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def _gradient_of_one_update(model, tmp_path, *overrides: str, batch: TrainBatch | None = None
+                            ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The accumulated gradient the optimizer steps with (captured just before its step)."""
     learner = _learner(model, tmp_path, *overrides)
     names = {id(p): n for n, p in learner.engine.module.named_parameters()}
@@ -61,7 +62,7 @@ def _gradient_of_one_update(model, tmp_path, *overrides: str) -> tuple[dict[str,
     optimizer = learner.engine.optimizer
     assert isinstance(optimizer, torch.optim.Optimizer), type(optimizer)  # ZeRO-0 keeps the client AdamW
     optimizer.register_step_pre_hook(capture)
-    metrics = learner.train(_batch())
+    metrics = learner.train(_batch() if batch is None else batch)
     assert grads, "the optimizer never stepped"
     return grads, metrics
 
@@ -91,6 +92,22 @@ def test_update_does_not_depend_on_how_the_batch_is_cut(tiny_model, tmp_path, lo
     assert passes["pairs"] == 4 and passes["shared prompt, pairs"] == 4
     assert 1 < passes["budget"] < 8       # the budget packs short rows together, long rows alone
     assert passes["shared prompt"] == 1
+
+
+def test_mask_truncated_drops_exactly_the_truncated_rows(tiny_model, tmp_path):
+    """grpo.mask_truncated: the update equals one where the truncated rows' tokens are simply not
+    trained; the policy's entropy is still measured on every sampled token."""
+    batch = _batch()
+    batch.truncated = torch.tensor([1, 0, 0, 0, 0, 1, 0, 0])
+    masked, m1 = _gradient_of_one_update(tiny_model, tmp_path / "a", "grpo.mask_truncated=true", batch=batch)
+    by_hand = _batch()
+    by_hand.loss_mask[[0, 5]] = 0
+    expected, _ = _gradient_of_one_update(tiny_model, tmp_path / "b", batch=by_hand)
+    scale = max(g.abs().max().item() for g in expected.values())
+    assert max((masked[k] - expected[k]).abs().max().item() for k in expected) < 1e-4 * scale
+    assert m1["pg/truncated_masked"] == pytest.approx(2 / 8)
+    _, unmasked = _gradient_of_one_update(tiny_model, tmp_path / "c", batch=_batch())
+    assert m1["actor/entropy"] == pytest.approx(unmasked["actor/entropy"], rel=1e-5)
 
 
 @pytest.mark.parametrize("shared_prefix", [True, False])

@@ -23,10 +23,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _learner(model, tmp_path):
+def _learner(model, tmp_path, *extra: str):
     cfg = load_config("configs/tiny.yaml", [f"model.path={model}", "rollout.prompts_per_step=2", "rollout.group_size=2",
                                             "learner.micro_batch_size=4", "learner.lr=1e-2", f"run.output_dir={tmp_path}",
-                                            "rollout.temperature=1.0"])  # the worker below samples at T=1
+                                            "rollout.temperature=1.0", *extra])  # the worker below samples at T=1
     learner = Learner(cfg, str(model), rank=0, world_size=1)
     learner.setup("127.0.0.1", _free_port())
     return learner
@@ -43,8 +43,8 @@ def _max_gap(worker: RolloutWorker, learner: Learner) -> float:
     return (learner_lp - engine_lp)[mask].abs().max().item()
 
 
-def _sync_and_check(backend: str, model, tmp_path, tolerance: float):
-    learner = _learner(model, tmp_path)
+def _sync_and_check(backend: str, model, tmp_path, tolerance: float, *extra: str):
+    learner = _learner(model, tmp_path, *extra)
     worker = RolloutWorker(str(model), backend, temperature=1.0, top_p=1.0, seed=0,
                            engine_kwargs={"kv_cache_gb": 0.25, "max_model_len": 256})
     assert _max_gap(worker, learner) < tolerance  # same initial weights
@@ -59,10 +59,33 @@ def _sync_and_check(backend: str, model, tmp_path, tolerance: float):
     seconds = worker.load_weights(learner.named_weights(worker.weight_dtype()), version=1)
     assert worker.weights_version == 1 and seconds >= 0
     assert _max_gap(worker, learner) < tolerance
+    return learner, worker
 
 
 def test_hf_engine_generates_with_synced_weights(tiny_model, tmp_path):
     _sync_and_check("hf", tiny_model, tmp_path, tolerance=1e-4)
+
+
+def test_lora_syncs_merged_weights_and_checkpoints_adapter_and_merged_model(tiny_model, tmp_path):
+    """With model.lora_rank the learner trains adapters only; the engine gets W + (alpha/r) B A under the
+    base names (its logprobs then equal the learner's), and the checkpoint's merged model decodes
+    greedily exactly as the learner's adapted model does."""
+    from transformers import AutoModelForCausalLM
+
+    learner, worker = _sync_and_check("hf", tiny_model, tmp_path, 1e-4, "model.lora_rank=8", "model.lora_alpha=16")
+    module = learner.engine.module
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    assert not any("lora" in n or "base_layer" in n for n, _ in learner.named_weights())  # base names only
+
+    learner.save(str(tmp_path / "ckpt"), {"step": 1})
+    assert (tmp_path / "ckpt" / "adapter" / "adapter_config.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt" / "model", torch_dtype=torch.float32).eval()
+    prompt = torch.tensor([[151644, 872, 198, 17, 10, 17, 30]])
+    with torch.no_grad():
+        ours = module.generate(input_ids=prompt, max_new_tokens=12, do_sample=False)
+        theirs = merged.generate(input_ids=prompt, max_new_tokens=12, do_sample=False)
+    assert ours.tolist() == theirs.tolist()
 
 
 @pytest.mark.slow
