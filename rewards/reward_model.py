@@ -11,7 +11,7 @@ and names, with batched `score_batch` and an async `score` that merges concurren
     ray.remote(RewardModelWorker).options(name="rl-reward-model", namespace=RAY_NAMESPACE,
                                           max_concurrency=256).remote("/models/rm")
 
-(`rewards.judge.RAY_NAMESPACE`: any process, including the reward runner's, finds the actor there.)
+(`rewards.serving.RAY_NAMESPACE`: any process, including the reward runner's, finds the actor there.)
 
 The reward is `reward_model_reward` (built-in name "reward_model").
 """
@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Literal, Sequence
 import torch
 
 from rewards.base import RewardResult, reward_spec
-from rewards.judge import AsyncBatcher, cached_worker, load_tokenizer, named_actors
+from rewards.serving import AsyncBatcher, cached_worker, load_tokenizer, named_actors
 from rl.models import device_and_dtype
 
 Messages = list[dict[str, str]]

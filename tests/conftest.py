@@ -38,10 +38,22 @@ def _ray_marker_is_honest(request, monkeypatch):
     real_init = ray.init
 
     def recording_init(*args, **kwargs):
+        context = real_init(*args, **kwargs)  # a failed attempt (no cluster to join) starts nothing
         started.append(True)
-        return real_init(*args, **kwargs)
+        return context
 
     monkeypatch.setattr(ray, "init", recording_init)
     yield
     if (started or ray.is_initialized()) and request.node.get_closest_marker("ray") is None:
         pytest.fail(f"{request.node.nodeid} starts Ray but is not marked `ray`; add @pytest.mark.ray")
+
+
+@pytest.fixture
+def no_ray_left():
+    """Looking up an unknown actor runs ray.init(address="auto"), which joins any cluster on this machine
+    (another job's, say); leave the test process disconnected either way."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

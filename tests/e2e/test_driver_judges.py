@@ -15,7 +15,8 @@ import torch
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM, Qwen3ForSequenceClassification
 
 from envs.tasks import load_task
-from rewards.judge import RAY_NAMESPACE, JudgeItem, JudgeWorker
+from rewards.judge import JudgeItem, JudgeWorker
+from rewards.serving import RAY_NAMESPACE
 from rewards.reward_model import RewardModelWorker
 from rewards.spec import RewardSpec, ScoreRequest
 from rl.config import ConfigError, TaskConfig, load_config

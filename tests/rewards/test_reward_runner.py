@@ -249,7 +249,7 @@ def test_merge_stats_sums_counts_and_reweights_agreement():
     assert merged == {"reward_calls/t/a": 5, "reward_agreement/t": 0.625, "reward_agreement_count/t": 4}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_local():
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
@@ -257,6 +257,7 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.mark.ray
 def test_ray_actor_pool_scores_in_order(rw, ray_local):
     specs = {"t": [RewardSpec(rw("exact")), RewardSpec(rw("hang"), kwargs={"pid_file": os.devnull})]}
     actor = ray_local.remote(num_cpus=0.5)(RewardWorker)

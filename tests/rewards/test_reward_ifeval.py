@@ -18,6 +18,7 @@ import rewards.ifeval as ifeval_module
 from rewards.base import required_fields
 from rewards.ifeval import _install_punkt_tab, ifeval_reward, instruction_ids
 from rewards.registry import get_reward
+from tests.helpers import ROOT
 
 # Every kwarg name that appears in the google/IFEval dataset: each row's kwargs dicts carry all of
 # them, None where an instruction does not use one.
@@ -266,7 +267,7 @@ def test_a_fresh_process_without_nltk_data_scores_sentences_offline(tmp_path):
             "kwargs=[{'num_sentences': 2, 'relation': 'at least'}])\n"
             "print(r.score, installed)\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=ROOT)
     assert out.returncode == 0, out.stderr
     score, installed = out.stdout.split()
     assert score == "1.0"

@@ -14,6 +14,7 @@ from rl.thinking.evals import BudgetPoint, make_dialogs, plot_budget_accuracy, t
 from rl.models import qwen3_tokenizer_dir
 from rl.rollout.worker import RolloutWorker
 from rl.thinking.tags import EMPTY_THINK
+from tests.helpers import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -96,7 +97,7 @@ def test_rl_eval_thinking_on_the_tiny_model(tiny_model: Path, tmp_path: Path):
     from rl.cli import main
 
     out = tmp_path / "eval"
-    rc = main(["eval-thinking", str(Path(__file__).parent.parent / "configs/tiny.yaml"), "--out", str(out),
+    rc = main(["eval-thinking", str(ROOT / "configs/tiny.yaml"), "--out", str(out),
                "--model", str(tiny_model), "--dialogs", "3", "--turns", "2", "--budgets", "0,4",
                "--problems", "3", "--answer-tokens", "4", "--rollout.backend", "hf", "--rollout.max_new_tokens", "8"])
     assert rc == 0

@@ -15,8 +15,9 @@ import pytest
 from rewards import get_reward
 from rewards.runner import RewardRunner
 from rewards.spec import RewardSpec, ScoreRequest
+from tests.helpers import TESTS
 
-CASES = Path(__file__).parent / "data" / "peer_cases"
+CASES = TESTS / "data" / "peer_cases"
 
 
 def load(name: str) -> list[dict]:

