@@ -16,7 +16,7 @@ from typing import Any
 
 from envs.tasks import BUILTIN_TASKS, Row, Task, TaskSpec, get_task_spec, load_task
 from rewards.runner import RewardRunner
-from rewards.spec import RewardSpec, ScoreRequest, ScoreResult
+from rewards.spec import RewardSpec, ScoreRequest
 from rl.task_config import TaskConfig
 from rl.models import resolve_model_path
 from rl.thinking.tags import EMPTY_THINK, THINK_OPEN

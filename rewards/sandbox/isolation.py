@@ -1,0 +1,238 @@
+"""Choosing the sandbox's isolation level (once per process, by a probe run) and the host-side
+housekeeping of runs: private uids, memory cgroups, run directories left by killed processes.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import pwd
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from rewards.sandbox.launcher import SAFE_PATH, minimal_env
+
+logger = logging.getLogger("rewards")
+
+ISOLATION_ENV = "RL_SANDBOX_ISOLATION"
+"""Set to "namespaces" to fail instead of degrading to "basic", or "basic" to skip namespaces."""
+PYTHON_ENV = "RL_SANDBOX_PYTHON"
+"""The interpreter for sandboxed code (e.g. one with numpy, installed where any uid can read it)."""
+PREFIX = "rl-sandbox-"
+"""Names of run directories (in the temp dir) and of run cgroups."""
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the program in it): an infrastructure error, never a score."""
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How this process sandboxes code (found once by `isolation()`)."""
+
+    mode: str
+    """"namespaces" or "basic" (see the module docstring)."""
+    python: str
+    """The interpreter the sandboxed code runs under."""
+    as_root: bool
+    """True when each run gets its own unprivileged uid."""
+    memory_cgroup: str | None = None
+    """A cgroup-v1 memory hierarchy directory under which each run gets a cgroup capping the memory
+    of its whole process tree (root only); None = only the per-process RLIMIT_AS."""
+    notes: tuple[str, ...] = field(default=())
+    """Why a weaker level or another interpreter was chosen (also logged as warnings)."""
+
+
+def make_cgroup(path: str, limits: Limits) -> None:
+    """A memory cgroup for the whole tree: one process's budget plus the tmpfs it may fill."""
+    os.mkdir(path)
+    with open(os.path.join(path, "memory.limit_in_bytes"), "w") as f:
+        f.write(str((limits.memory_mb + 2 * limits.tmpfs_mb) << 20))
+
+
+def remove_cgroup(path: str) -> None:
+    """rmdir fails with EBUSY while a (dying) process is still charged to it: retry for a second."""
+    for _ in range(100):
+        try:
+            os.rmdir(path)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            time.sleep(0.01)
+    os.rmdir(path)  # raises: the error names the cgroup that leaked
+
+
+def remove_tree(path: str) -> None:
+    """Delete a run's directory even if the program made parts of it unreadable (chmod 000)."""
+
+    def make_writable_and_retry(func, failed_path, _exc_info):
+        os.chmod(os.path.dirname(failed_path), 0o700)
+        if os.path.isdir(failed_path) and not os.path.islink(failed_path):
+            os.chmod(failed_path, 0o700)
+        func(failed_path)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+def pick_uid() -> int:
+    """A uid no account uses, from the ids this (possibly containerised) root may map.
+
+    A fresh uid per run means RLIMIT_NPROC counts only this sandbox's processes, and the program
+    owns nothing on the host. Two concurrent runs drawing the same uid (chance ~1/500k) would only
+    share that process count: their /tmp, /proc and network are private anyway in namespaces mode.
+    """
+    used = {entry.pw_uid for entry in pwd.getpwall()}
+    low, high = _mapped_uid_range()
+    low = max(low, high - 1_000_000, 100_000 if high > 200_000 else low)
+    while True:
+        uid = random.SystemRandom().randrange(low, high)  # not the global RNG: forks share its state
+        if uid not in used and uid not in (65534, 65535):
+            return uid
+
+
+def _mapped_uid_range() -> tuple[int, int]:
+    """The largest extent of /proc/self/uid_map as [low, high), capped below 2**31."""
+    with open("/proc/self/uid_map") as f:
+        extents = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+    inside, _outside, count = max(extents, key=lambda e: e[2])
+    return inside, min(inside + count, 2**31 - 1)
+
+
+def count_tasks(uid: int) -> int:
+    """Processes + threads of `uid` now (what RLIMIT_NPROC counts); racy, used only in basic mode."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                total += len(os.listdir(f"/proc/{pid}/task"))
+        except FileNotFoundError:  # the process exited while we counted
+            continue
+    return total
+
+
+@functools.cache
+def isolation() -> Isolation:
+    """Probe what this machine permits: the strongest mode and an interpreter that works in it."""
+    wanted = os.environ.get(ISOLATION_ENV, "auto")
+    if wanted not in ("auto", "namespaces", "basic"):
+        raise ValueError(f"{ISOLATION_ENV}={wanted!r}: use 'auto', 'namespaces' or 'basic'")
+    modes = ["namespaces", "basic"] if wanted == "auto" else [wanted]
+    as_root = os.geteuid() == 0
+    failures: list[str] = []
+    cgroup = _memory_cgroup_parent(failures) if as_root else None
+    sweep_leftovers(cgroup)
+    for mode in modes:
+        for python in _candidate_pythons():
+            candidate = Isolation(mode=mode, python=python, as_root=as_root, memory_cgroup=cgroup)
+            problem = _probe(candidate)
+            if problem is None:
+                notes = tuple(failures)
+                for note in notes:
+                    logger.warning("code sandbox: %s", note)
+                result = Isolation(mode, python, as_root, cgroup, notes)
+                log = logger.info if mode == "namespaces" else logger.warning
+                log("code sandbox: mode=%s python=%s private uid=%s memory cgroup=%s",
+                    mode, python, as_root, cgroup)
+                return result
+            failures.append(f"{mode} mode with {python} does not work: {problem}")
+    raise SandboxError("no sandbox mode works on this machine:\n  " + "\n  ".join(failures) +
+                       f"\nSee docs/sandbox.md; {ISOLATION_ENV}=basic forces the weakest mode and "
+                       f"{PYTHON_ENV} picks the interpreter.")
+
+
+def _memory_cgroup_parent(failures: list[str]) -> str | None:
+    """Our own cgroup-v1 memory cgroup, if we can make and remove a child there; else None (noted)."""
+    with open("/proc/self/cgroup") as f:
+        paths = [line.rstrip("\n").split(":", 2) for line in f]
+    own = [path for _id, controllers, path in paths if "memory" in controllers.split(",")]
+    parent = "/sys/fs/cgroup/memory" + own[0] if own else None
+    if parent is None or not os.path.isdir(parent):
+        failures.append("no cgroup-v1 memory controller: a run's memory is capped per process only")
+        return None
+    probe = os.path.join(parent, f"rl-sandbox-probe-{os.getpid()}")
+    try:
+        os.mkdir(probe)
+        os.rmdir(probe)
+    except OSError as exc:
+        failures.append(f"cannot create memory cgroups in {parent} ({exc}): memory is capped per process only")
+        return None
+    return parent
+
+
+def sweep_leftovers(cgroup_parent: str | None) -> None:
+    """Remove what runs of a killed process left (a reward worker killed on timeout cannot clean up).
+
+    Called once per process; the reward runner starts a fresh worker after killing one. Only old
+    entries go: an empty cgroup older than a minute (a live run joins its cgroup within
+    milliseconds) and run directories older than an hour (no run lasts that long).
+    """
+    now = time.time()
+    # Other processes make and remove such entries all the time (their probe cgroups, their runs): one
+    # that vanishes while we look at it is not ours to clean, so FileNotFoundError just skips it.
+    if cgroup_parent:
+        for entry in os.scandir(cgroup_parent):
+            try:
+                if entry.name.startswith(PREFIX) and entry.is_dir() and now - entry.stat().st_mtime > 60:
+                    with open(os.path.join(entry.path, "cgroup.procs")) as f:
+                        if not f.read().strip():
+                            remove_cgroup(entry.path)
+            except FileNotFoundError:
+                continue
+    for entry in os.scandir(tempfile.gettempdir()):
+        try:
+            if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            info = entry.stat(follow_symlinks=False)
+            # as root, basic-mode work directories belong to the run's private uid
+            if (os.geteuid() == 0 or info.st_uid == os.getuid()) and now - info.st_mtime > 3600:
+                remove_tree(entry.path)
+        except FileNotFoundError:
+            continue
+
+
+def _candidate_pythons() -> list[str]:
+    """$RL_SANDBOX_PYTHON if set; else ours first, then system ones (for when a private uid cannot
+    run ours, e.g. a pyenv under /root, mode 0700)."""
+    if os.environ.get(PYTHON_ENV):
+        return [os.environ[PYTHON_ENV]]
+    found = [sys.executable]
+    for name in ("python3", "python"):
+        path = shutil.which(name, path=SAFE_PATH)
+        if path and os.path.realpath(path) not in map(os.path.realpath, found):
+            found.append(path)
+    return found
+
+
+def _probe(candidate: Isolation) -> str | None:
+    """Run a tiny program in `candidate`; None when it behaved, else what went wrong."""
+    try:
+        expected = _stdlib_of(candidate.python)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"it does not run even outside the sandbox: {exc}"
+    from rewards.sandbox import Limits, run_python  # the caller's API runs the probe like any program
+
+    try:
+        result = run_python(["-c", "import os; print(os.path.dirname(os.__file__))"], files={},
+                            limits=Limits(wall_s=20.0), iso=candidate)
+    except SandboxError as exc:
+        return str(exc).strip().splitlines()[-1]  # the exception line of the launcher's traceback
+    seen = result.stdout.strip()
+    if result.returncode != 0 or seen != expected:
+        # e.g. a private uid that cannot enter /root falls back to another Python's stdlib
+        return (f"exit {result.returncode}, stdlib {seen!r} instead of {expected!r}; "
+                f"stderr: {result.stderr_tail[-300:]!r}")
+    return None
+
+
+def _stdlib_of(python: str) -> str:
+    """Where `python` finds its standard library when we run it directly."""
+    out = subprocess.run([python, "-I", "-c", "import os; print(os.path.dirname(os.__file__))"],
+                         capture_output=True, text=True, env=minimal_env(), timeout=60, check=True)
+    return out.stdout.strip()
