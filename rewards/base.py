@@ -14,8 +14,13 @@ required field at load time (naming the file and row) instead of at step 500.
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
+import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Union
+
+from rl.thinking.tags import split_thinking
 
 RewardValue = Union[float, None, "RewardResult"]
 RewardFn = Callable[..., Union[RewardValue, Awaitable[RewardValue]]]
@@ -85,3 +90,22 @@ def as_result(value: Any, reward: str) -> RewardResult:
             raise ValueError(f"reward {reward!r} returned a non-finite score {score}")
         result.score = score
     return result
+
+
+def call_reward(fn: RewardFn, name: str, completion: str, row: dict[str, Any]) -> RewardResult:
+    """The one way a reward is called (reward runner, `rl score`, thinking eval): `fn` gets the answer
+    part of `completion` (the whole of it when it was marked `raw_completion`) and the row; an
+    awaitable result (a coroutine or any other awaitable) is awaited in an event loop of its own; the
+    value is checked with `as_result`, and its details must be JSON (they are logged with rollouts).
+    A reward's exception propagates."""
+    text = completion if wants_raw_completion(fn) else split_thinking(completion)[1]
+    value = fn(text, **row)
+    if inspect.isawaitable(value):
+        value = asyncio.run(_awaited(value))  # asyncio.run takes coroutines only: wrap other awaitables
+    result = as_result(value, name)
+    json.dumps(result.details)
+    return result
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

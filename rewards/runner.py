@@ -29,10 +29,7 @@ live in [0, 1]; normalise a raw reward-model logit before using it.
 """
 from __future__ import annotations
 
-import asyncio
 import atexit
-import inspect
-import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -47,10 +44,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from rewards.base import as_result, wants_raw_completion
+from rewards.base import call_reward
 from rewards.registry import get_reward
 from rewards.spec import RewardSpec, ScoreRequest, ScoreResult
-from rl.thinking.tags import split_thinking
 
 logger = logging.getLogger("rewards")
 
@@ -106,18 +102,10 @@ def _worker_main(conn: multiprocessing.connection.Connection, specs: dict[str, l
 
 def _call(fn: Any, name: str, completion: str, row: dict[str, Any]) -> _Outcome:
     try:
-        value = fn(completion, **row)
-        if inspect.isawaitable(value):
-            value = asyncio.run(_await(value))
-        result = as_result(value, name)
-        json.dumps(result.details)  # details are logged with rollouts; a reward bug if they can't be
+        result = call_reward(fn, name, completion, row)
         return _Outcome(result.score, result.details)
     except (Exception, SystemExit) as exc:  # SystemExit: a reward calling sys.exit() is a reward bug
         return _Outcome(None, {}, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -191,7 +179,7 @@ class RewardRunner:
         self.specs = {task: list(task_specs) for task, task_specs in specs.items()}
         self.timeout_s = timeout_s
         self.model_timeout_s = model_timeout_s
-        self._raw = self._validate_and_resolve()
+        self._validate_and_resolve()
         self._ctx = multiprocessing.get_context("spawn")
         self._procs = [_Proc(self._ctx, self.specs) for _ in range(num_procs)]
         self._counts: Counter[str] = Counter()
@@ -200,9 +188,8 @@ class RewardRunner:
         self._closed = False
         _LIVE_RUNNERS.add(self)
 
-    def _validate_and_resolve(self) -> dict[tuple[str, int], bool]:
-        """Resolve every reward here once (a bad name fails now, not in a worker) and note raw ones."""
-        raw = {}
+    def _validate_and_resolve(self) -> None:
+        """Resolve every reward here once: a bad name fails now, not in a worker."""
         for task, task_specs in self.specs.items():
             if not task_specs:
                 raise ValueError(f"task {task!r} has no rewards; list at least one under its `rewards`")
@@ -211,9 +198,8 @@ class RewardRunner:
             if duplicates:
                 raise ValueError(f"task {task!r} has more than one reward named {duplicates}; "
                                  "give each an `alias` so their components and metrics stay apart")
-            for i, spec in enumerate(task_specs):
-                raw[task, i] = wants_raw_completion(get_reward(spec.name, **spec.kwargs))
-        return raw
+            for spec in task_specs:
+                get_reward(spec.name, **spec.kwargs)
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         """Score every request; never raises for a reward's failure (see `ScoreResult.errors`)."""
@@ -232,10 +218,8 @@ class RewardRunner:
             if task not in self.specs:
                 raise ValueError(f"no rewards configured for task {task!r} (row['task']); "
                                  f"known tasks: {sorted(self.specs)}")
-            answer = split_thinking(request.completion)[1]
-            for i in range(len(self.specs[task])):
-                completion = request.completion if self._raw[task, i] else answer
-                jobs.append(_Job(len(jobs), task, i, completion, request.row))
+            for i in range(len(self.specs[task])):  # each reward takes the answer or the raw completion
+                jobs.append(_Job(len(jobs), task, i, request.completion, request.row))
         return jobs
 
     # -- the scheduling loop --------------------------------------------------------------------

@@ -97,12 +97,8 @@ def cmd_jobs(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
-    import asyncio
-    import inspect
-
     from rewards import get_reward
-    from rewards.base import as_result, wants_raw_completion
-    from rl.thinking.tags import split_thinking
+    from rewards.base import call_reward
 
     if extra:
         raise SystemExit(f"rl score: unexpected arguments {extra}")
@@ -112,11 +108,7 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
     except (ValueError, FileNotFoundError) as exc:  # a failed lookup: the message lists the accepted forms
         print(f"rl score: error: {exc}", file=sys.stderr)
         return 2
-    completion = args.completion if wants_raw_completion(fn) else split_thinking(args.completion)[1]
-    value = fn(completion, **row)
-    if inspect.isawaitable(value):
-        value = asyncio.run(value)
-    result = as_result(value, args.reward)
+    result = call_reward(fn, args.reward, args.completion, row)  # as the reward workers call it
     print(json.dumps({"reward": args.reward, "score": result.score, "details": result.details}, indent=2, default=str))
     return 0
 

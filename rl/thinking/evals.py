@@ -22,8 +22,6 @@ in non-thinking mode, for reference lines.
 """
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.config import ConfigError, TrainConfig
-from rl.thinking.tags import complies, parse_thinking, response_prefix, split_thinking, wants_thinking
+from rl.thinking.tags import complies, parse_thinking, response_prefix, wants_thinking
 from rl.thinking.chat import render_chat
 from rl.types import RolloutRequest
 
@@ -112,19 +110,15 @@ def budget_accuracy(worker: Any, chats: list[list[dict[str, Any]]], rows: list[d
 
 
 def success_scorer(spec: Any, success: float) -> Any:
-    """`(response, row) -> bool`: the task reward `spec` (a RewardSpec) scores the answer part (or the
-    raw response, for rewards that want it) and a score >= `success` is a success."""
+    """`(response, row) -> bool`: the task reward `spec` (a RewardSpec), called as the reward workers
+    call it (`rewards.base.call_reward`), and a score >= `success` is a success."""
     from rewards import get_reward
-    from rewards.base import as_result, wants_raw_completion
+    from rewards.base import call_reward
 
     fn = get_reward(spec.name, **spec.kwargs)
-    raw = wants_raw_completion(fn)
 
     def score(response: str, row: dict[str, Any]) -> bool:
-        value = fn(response if raw else split_thinking(response)[1], **row)
-        if inspect.isawaitable(value):
-            value = asyncio.run(value)
-        result = as_result(value, spec.name).score
+        result = call_reward(fn, spec.name, response, row).score
         return result is not None and result >= success
 
     return score

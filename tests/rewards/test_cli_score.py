@@ -60,3 +60,42 @@ def test_bad_row_json_is_named():
     assert proc.returncode != 0 and "--row is not valid JSON" in proc.stderr
     proc = rl_score("--reward", "math", "--completion", "x", "--row", "[1]")
     assert proc.returncode != 0 and "--row must be a JSON object" in proc.stderr
+
+
+AWAITABLE_REWARD = '''
+class Later:
+    """An awaitable that is not a coroutine (e.g. what a client library returns for a pending call)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __await__(self):
+        yield from ()
+        return self.value
+
+
+def later(completion, **row):
+    return Later(float(completion.strip() == row["answer"]))
+'''
+
+
+def test_every_caller_awaits_any_awaitable_a_reward_returns(tmp_path):
+    """`rl score`, the thinking eval's scorer and the reward runner call a reward one way
+    (rewards.base.call_reward): an awaitable that is not a coroutine used to crash the first two
+    ("a coroutine was expected") while training scored it."""
+    from rewards import get_reward
+    from rewards.base import call_reward
+    from rewards.runner import RewardRunner
+    from rewards.spec import RewardSpec, ScoreRequest
+    from rl.thinking.evals import success_scorer
+
+    path = tmp_path / "later.py"
+    path.write_text(AWAITABLE_REWARD)
+    name = f"{path}:later"
+    assert printed(rl_score("--reward", name, "--completion", "<think>\nhm\n</think>\n\n42",
+                            "--row", '{"answer": "42"}'))["score"] == 1.0
+    assert success_scorer(RewardSpec(name), 1.0)("<think>\nhm\n</think>\n\n42", {"answer": "42"})
+    assert call_reward(get_reward(name), name, "41", {"answer": "42"}).score == 0.0
+    with RewardRunner({"t": [RewardSpec(name)]}, timeout_s=30) as runner:
+        [result] = runner.score([ScoreRequest("<think>\nhm\n</think>\n\n42", {"task": "t", "answer": "42"})])
+    assert result.reward == 1.0 and not result.errors
