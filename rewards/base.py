@@ -92,6 +92,18 @@ def as_result(value: Any, reward: str) -> RewardResult:
     return result
 
 
+def json_object(value: Any, what: str, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """`value` as a dict: itself, or the JSON object a string holds; else `error`, naming `what`."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise error(f"{what} is a string but not JSON ({exc}): {value!r:.200}") from None
+    if not isinstance(value, dict):
+        raise error(f"{what} must be an object (a dict or its JSON), got {value!r:.120}")
+    return value
+
+
 def call_reward(fn: RewardFn, name: str, completion: str, row: dict[str, Any]) -> RewardResult:
     """The one way a reward is called (reward runner, `rl score`, thinking eval): `fn` gets the answer
     part of `completion` (the whole of it when it was marked `raw_completion`) and the row; an

@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rewards.base import RewardResult, reward_spec
+from rewards.base import RewardResult, json_object, reward_spec
 from rl.thinking.tags import split_thinking
 
 # Qwen3/Hermes tool calls. Like vLLM's hermes parser, a last call left open (generation stopped at the
@@ -77,15 +77,7 @@ def _parse_call(body: str) -> ToolCall:
         raise MalformedToolCall(f"tool call is not valid JSON ({exc}): {body.strip()!r:.200}") from None
     if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "arguments" not in call:
         raise MalformedToolCall(f'tool call must be {{"name": str, "arguments": {{...}}}}, got {body.strip()!r:.200}')
-    arguments = call["arguments"]
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError as exc:
-            raise MalformedToolCall(f"tool call arguments are a string but not JSON ({exc}): {arguments!r:.200}") from None
-    if not isinstance(arguments, dict):
-        raise MalformedToolCall(f"tool call arguments must be an object, got {type(arguments).__name__}")
-    return ToolCall(call["name"], arguments)
+    return ToolCall(call["name"], json_object(call["arguments"], "tool call arguments", MalformedToolCall))
 
 
 @reward_spec(required=("function", "possible_answer"))

@@ -37,7 +37,7 @@ from typing import Any, Callable
 import reasoning_gym
 from reasoning_gym.utils import extract_answer
 
-from rewards.base import RewardResult, reward_spec
+from rewards.base import RewardResult, json_object, reward_spec
 from rl.thinking.tags import split_thinking
 
 REFUSED: dict[str, str] = {
@@ -54,17 +54,6 @@ Scorer = Callable[[str | None, dict[str, Any]], float]
 def _check_name(name: str) -> None:
     if name in REFUSED:
         raise ValueError(f"reasoning-gym generator {name!r} is not supported: {REFUSED[name]}")
-
-
-def _as_dict(value: Any, field: str) -> dict[str, Any]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"reasoning_gym reward: row field {field!r} is a string but not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"reasoning_gym reward: row field {field!r} must be a dict or its JSON, got {value!r:.120}")
-    return value
 
 
 @functools.lru_cache(maxsize=256)
@@ -94,8 +83,8 @@ def extract_puzzle_answer(completion: str) -> str:
 def reasoning_gym_reward(completion: str, *, rg_dataset: str, rg_entry: Any, rg_config: Any = None,
                          **row: Any) -> RewardResult:
     """The generator's own score (0..1) for the completion's answer; details: {"answer": extracted text}."""
-    entry = _as_dict(rg_entry, "rg_entry")
-    config = {} if rg_config is None else _as_dict(rg_config, "rg_config")
+    entry = _rg_dict(rg_entry, "rg_entry")
+    config = {} if rg_config is None else _rg_dict(rg_config, "rg_config")
     score_answer = _scorer(rg_dataset, json.dumps(config, sort_keys=True))
     answer = extract_puzzle_answer(completion)
     if not answer:
@@ -122,3 +111,7 @@ def _raise_unless_scorer_works(score_answer: Scorer, entry: dict[str, Any], name
     if reference_score != 1.0:
         raise RuntimeError(f"reasoning-gym scorer {name!r} raised on the answer and scores the reference answer "
                            f"{reference_score}, not 1.0: the row or the scorer is broken") from exc
+
+
+def _rg_dict(value: Any, field: str) -> dict[str, Any]:
+    return json_object(value, f"reasoning_gym reward: row field {field!r}")
