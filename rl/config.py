@@ -10,6 +10,7 @@ these classes is rl/config_io.py.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,6 +352,16 @@ def validate_common(cfg: BaseConfig) -> None:
                         "learner.mini_batches": lrn.mini_batches, "learner.epochs": lrn.epochs}.items():
         if value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")
+    if lrn.max_tokens_per_micro_batch < 0:
+        raise ConfigError(f"learner.max_tokens_per_micro_batch must be >= 0 (0: off), got {lrn.max_tokens_per_micro_batch}")
+    if not (math.isfinite(lrn.lr) and lrn.lr > 0) or lrn.weight_decay < 0 or lrn.grad_clip < 0 or lrn.warmup_steps < 0:
+        raise ConfigError(f"learner.lr must be a positive number (got {lrn.lr}); weight_decay, grad_clip and "
+                          "warmup_steps must be >= 0")
+    if cfg.model.lora_rank < 0 or (cfg.model.lora_rank and not cfg.model.lora_alpha > 0):
+        raise ConfigError("model.lora_rank must be >= 0 (0: full fine-tuning) and model.lora_alpha > 0")
+    if cfg.model.lora_rank and lrn.zero_stage == 3:
+        raise ConfigError("model.lora_rank with learner.zero_stage=3 is not supported (the adapters are small: "
+                          "use zero_stage 0-2, which keep the frozen base weights whole on every rank)")
 
 
 def validate_sft(cfg: SFTConfig) -> None:

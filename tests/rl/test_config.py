@@ -102,3 +102,50 @@ def test_yaml_that_is_not_utf8_names_the_file(tmp_path):
     path.write_bytes("run:\n  name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text"):
         load_config(path)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dapo", "dr_grpo", "gspo"])
+def test_every_loss_preset_loads_and_explicit_overrides_win(algo):
+    from rl.cli import algo_overrides
+
+    cfg = load_config("configs/tiny.yaml", algo_overrides(algo) + ["grpo.kl_coef=0.0"])
+    assert cfg.grpo.kl_coef == 0.0  # given after the preset, so it wins
+    assert (cfg.grpo.importance_level == "sequence") == (algo == "gspo")
+    assert cfg.grpo.normalize_std == (algo != "dr_grpo")
+
+
+def test_a_preset_sets_only_the_grpo_section(tmp_path):
+    from rl.cli import algo_overrides
+
+    with pytest.raises(ConfigError, match="choose one of"):
+        algo_overrides("ppo")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grpo: {clip_low: 0.1}\nlearner: {lr: 1.0}\n")
+    with pytest.raises(ConfigError, match=r"a preset sets only \['grpo'\], not \['learner'\]"):
+        algo_overrides(str(bad))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("grpo.kl_cov_ratio=1.5", "kl_cov_ratio is a share of tokens"),
+    ("grpo.entropy_target=-1", "entropy_target is a mean token entropy"),
+    ("grpo.seq_clip_low=1.0", "seq_clip_low must be in"),
+    ("grpo.clip_high=.nan", "must be a finite number"),
+    ("model.lora_rank=-1", "lora_rank must be >= 0"),
+])
+def test_loss_and_lora_options_are_range_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/tiny.yaml", [override])
+
+
+def test_lora_with_zero3_is_refused():
+    with pytest.raises(ConfigError, match="zero_stage=3 is not supported"):
+        load_config("configs/tiny.yaml", ["model.lora_rank=8", "learner.zero_stage=3"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("learner.max_tokens_per_micro_batch=-1", "max_tokens_per_micro_batch must be >= 0"),
+    ("learner.lr=-1e-5", "learner.lr must be a positive number"),
+])
+def test_learner_numbers_are_range_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/tiny.yaml", [override])
