@@ -140,15 +140,9 @@ def policy_loss(
     Per token: ratio = exp(logprobs - old_logprobs), loss = max(-A * ratio, -A * clip(ratio,
     1 - clip_low, 1 + clip_high)); aggregated with `agg_loss(loss_agg, max_tokens)`.
 
-    importance_level "sequence" is GSPO (Zheng et al. 2025, arXiv 2507.18071): every token of row i
-    carries the row's length-normalised ratio s_i = exp(mean_t(logprobs - old_logprobs)) as its
-    value, and the gradient s_i * grad logprob_t, so with loss_agg "seq-mean-token-mean" the gradient
-    is exactly GSPO's, -mean_i A_i grad s_i; the clip acts on s_i (GSPO's ranges are ~1e-4 wide).
-
-    KL-Cov (Cui et al. 2025, arXiv 2505.22617), when `kl_cov_ratio` > 0: the `kl_cov_ratio` share of
-    unmasked tokens with the largest covariance (logprob - its mean) * (A - its mean) get
-    `kl_cov_coef * |logprobs - old_logprobs|` added to their loss, which keeps the tokens that drive
-    entropy collapse near the old policy.
+    importance_level "sequence" is GSPO (arXiv 2507.18071): the ratio is each row's length-normalised
+    s_i (`sequence_log_ratio`), clipped as a whole. `kl_cov_ratio` > 0 adds KL-Cov (arXiv 2505.22617,
+    `kl_cov_penalty`). docs/algorithms.md has the equations.
 
     Truncated importance sampling (off-policy rollouts, e.g. vLLM sampled the tokens with
     slightly different numerics or one step-stale weights): when `tis_cap` is set, each token's
