@@ -397,8 +397,11 @@ def validate(cfg: TrainConfig) -> None:
                           "compare them; set rollout.group_size to 2 or more")
     if cfg.reward.timeout_s <= 0 or cfg.reward.model_timeout_s <= 0:
         raise ConfigError("reward.timeout_s and reward.model_timeout_s must be > 0 seconds")
-    if r.temperature <= 0:
-        raise ConfigError(f"rollout.temperature must be > 0 (GRPO needs sampling), got {r.temperature}")
+    if not (math.isfinite(r.temperature) and r.temperature > 0):
+        raise ConfigError(f"rollout.temperature must be a number > 0 (GRPO needs sampling), got {r.temperature}")
+    if not 0 < r.top_p <= 1 or not 0 < r.gpu_memory_utilization <= 1 or not r.kv_cache_gb > 0:
+        raise ConfigError(f"rollout.top_p and rollout.gpu_memory_utilization are fractions in (0, 1] and "
+                          f"rollout.kv_cache_gb > 0; got {r.top_p}, {r.gpu_memory_utilization}, {r.kv_cache_gb}")
     per_rank = cfg.samples_per_step / (lrn.mini_batches * lrn.num_workers)
     if per_rank < 1 or per_rank != int(per_rank):
         raise ConfigError(

@@ -149,3 +149,13 @@ def test_lora_with_zero3_is_refused():
 def test_learner_numbers_are_range_checked(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("configs/tiny.yaml", [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("rollout.temperature=.nan", "rollout.temperature must be a number > 0"),
+    ("rollout.top_p=1.5", "rollout.top_p and rollout.gpu_memory_utilization are fractions"),
+    ("rollout.kv_cache_gb=0", "rollout.kv_cache_gb > 0"),
+])
+def test_sampling_numbers_are_range_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/tiny.yaml", [override])
