@@ -107,15 +107,20 @@ def json_object(value: Any, what: str, error: type[Exception] = ValueError) -> d
 def call_reward(fn: RewardFn, name: str, completion: str, row: dict[str, Any]) -> RewardResult:
     """The one way a reward is called (reward runner, `rl score`, thinking eval): `fn` gets the answer
     part of `completion` (the whole of it when it was marked `raw_completion`) and the row; an
-    awaitable result (a coroutine or any other awaitable) is awaited in an event loop of its own; the
-    value is checked with `as_result`, and its details must be JSON (they are logged with rollouts).
-    A reward's exception propagates."""
+    awaitable result (a coroutine or any other awaitable) is awaited in an event loop of its own (every
+    caller is synchronous: a runner worker process, the CLI, the eval loop); the value is checked with
+    `as_result`, and its details must be JSON (they are logged with rollouts). A reward's exception
+    propagates."""
     text = completion if wants_raw_completion(fn) else split_thinking(completion)[1]
     value = fn(text, **row)
     if inspect.isawaitable(value):
         value = asyncio.run(_awaited(value))  # asyncio.run takes coroutines only: wrap other awaitables
     result = as_result(value, name)
-    json.dumps(result.details)
+    try:
+        json.dumps(result.details)
+    except (TypeError, ValueError) as exc:  # ValueError: a circular reference
+        raise type(exc)(f"reward {name!r} returned details that are not JSON ({exc}); put only strings, "
+                        "numbers, booleans, None, lists and dicts in RewardResult.details") from None
     return result
 
 

@@ -1,6 +1,6 @@
 """`rl score` end to end: the installed console script in a subprocess, as a user runs it.
 
-    .venv/bin/python -m pytest tests/test_cli_score.py -q
+    .venv/bin/python -m pytest tests/rewards/test_cli_score.py -q
 """
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from rewards.registry import BUILTIN_REWARDS
 from tests.helpers import TESTS
@@ -99,3 +101,28 @@ def test_every_caller_awaits_any_awaitable_a_reward_returns(tmp_path):
     with RewardRunner({"t": [RewardSpec(name)]}, timeout_s=30) as runner:
         [result] = runner.score([ScoreRequest("<think>\nhm\n</think>\n\n42", {"task": "t", "answer": "42"})])
     assert result.reward == 1.0 and not result.errors
+
+
+SET_DETAILS_REWARD = '''
+from rewards.base import RewardResult
+
+
+def seen(completion, **row):
+    return RewardResult(1.0, {"seen": {completion}})  # a set: not JSON
+'''
+
+
+def test_details_that_are_not_json_fail_every_caller(tmp_path):
+    """Training scores such a reward None with an error (test_reward_runner); `rl score` used to print
+    the details as str() and the thinking eval to count the score, so a broken reward looked fine."""
+    from rl.thinking.evals import success_scorer
+    from rewards.spec import RewardSpec
+
+    path = tmp_path / "seen.py"
+    path.write_text(SET_DETAILS_REWARD)
+    name = f"{path}:seen"
+    proc = rl_score("--reward", name, "--completion", "42")
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert f"reward {name!r} returned details that are not JSON" in proc.stderr
+    with pytest.raises(TypeError, match="returned details that are not JSON"):
+        success_scorer(RewardSpec(name), 1.0)("42", {})

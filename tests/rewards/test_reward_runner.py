@@ -1,7 +1,7 @@
 """RewardRunner / RewardWorker: timeouts, errors, dead workers and async rewards never stall a batch.
 
 The rewards under test live in a temporary .py file loaded by import string ("path.py:fn"), as a
-user's would. Run: .venv/bin/python -m pytest tests/test_reward_runner.py
+user's would. Run: .venv/bin/python -m pytest tests/rewards/test_reward_runner.py
 """
 from __future__ import annotations
 
@@ -155,6 +155,7 @@ def test_details_must_be_json_serialisable(rw):
     with RewardRunner({"t": [RewardSpec(rw("bad_details"))]}) as runner:
         (result,) = runner.score([req()])
     assert result.errors["bad_details"].startswith("TypeError:") and result.components["bad_details"] is None
+    assert "returned details that are not JSON" in result.errors["bad_details"]  # and what to return instead
 
 
 @pytest.mark.parametrize("how", ["exit", "segfault"])
