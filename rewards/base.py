@@ -92,13 +92,20 @@ def as_result(value: Any, reward: str) -> RewardResult:
     return result
 
 
+def json_value(value: Any, what: str, error: type[Exception] = ValueError) -> Any:
+    """`value`, or the JSON a string holds (dataset columns may carry objects as JSON text); a string
+    that is not JSON raises `error`, naming `what`."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} is a string but not JSON ({exc}): {value!r:.200}") from None
+
+
 def json_object(value: Any, what: str, error: type[Exception] = ValueError) -> dict[str, Any]:
     """`value` as a dict: itself, or the JSON object a string holds; else `error`, naming `what`."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise error(f"{what} is a string but not JSON ({exc}): {value!r:.200}") from None
+    value = json_value(value, what, error)
     if not isinstance(value, dict):
         raise error(f"{what} must be an object (a dict or its JSON), got {value!r:.120}")
     return value

@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rewards.base import RewardResult, json_object, reward_spec
+from rewards.base import RewardResult, json_object, json_value, reward_spec
 from rl.thinking.tags import split_thinking
 
 # Qwen3/Hermes tool calls. Like vLLM's hermes parser, a last call left open (generation stopped at the
@@ -98,17 +98,8 @@ def function_call_reward(completion: str, *, function: Any, possible_answer: Any
 
 
 # ------------------------------------------------------------------------------- row fields (dataset)
-def _load_json_field(value: Any, field: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"function_call reward: row field {field!r} is a string but not JSON ({exc})") from None
-
-
 def _load_functions(function: Any) -> list[dict[str, Any]]:
-    functions = _load_json_field(function, "function")
+    functions = json_value(function, "function_call reward: row field 'function'")
     if isinstance(functions, dict):
         functions = [functions]
     if not isinstance(functions, list) or not all(isinstance(f, dict) for f in functions):
@@ -122,7 +113,7 @@ def _load_functions(function: Any) -> list[dict[str, Any]]:
 
 
 def _load_possible_answer(possible_answer: Any) -> list[dict[str, dict[str, list]]]:
-    expected = _load_json_field(possible_answer, "possible_answer")
+    expected = json_value(possible_answer, "function_call reward: row field 'possible_answer'")
     if not isinstance(expected, list) or not all(isinstance(e, dict) and len(e) == 1 for e in expected):
         raise ValueError("function_call reward: row field 'possible_answer' must be BFCL's ground_truth, a list of "
                          f"{{function_name: {{arg: [acceptable values]}}}}, got {possible_answer!r:.200}")

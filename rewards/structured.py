@@ -24,18 +24,9 @@ from typing import Any
 
 import jsonschema
 
-from rewards.base import RewardResult, reward_spec
+from rewards.base import RewardResult, json_value, reward_spec
 
 _FENCE = re.compile(r"```(?:json)?[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
-
-
-def _as_json(value: Any, field: str) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"json_schema reward: row field {field!r} is a string but not JSON ({exc})") from None
-    return value
 
 
 def extract_json(text: str) -> Any:
@@ -62,8 +53,8 @@ def _same(a: Any, b: Any) -> bool:
 def json_schema_reward(completion: str, *, schema: Any, expected: Any = None, valid_weight: float = 0.5,
                        **row: Any) -> RewardResult:
     """0.0 without valid JSON; 1.0 for a schema-valid answer (partial when `expected` values differ)."""
-    schema = _as_json(schema, "schema")
-    expected = _as_json(expected, "expected")
+    schema = json_value(schema, "json_schema reward: row field 'schema'")
+    expected = json_value(expected, "json_schema reward: row field 'expected'")
     validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     validator_cls.check_schema(schema)  # raises SchemaError: a broken schema in the data is not the model's fault
     try:
