@@ -22,7 +22,7 @@ the entry point (HumanEval's signature + docstring), a completion that is only t
 prompt prepended (HumanEval's harness: program = prompt + completion), and a completion that
 defines the function itself gets what the prompt has before the def (imports, helpers).
 
-Each test runs in its own sandboxed process (rewards/sandbox.py, docs/sandbox.md). An assert test
+Each test runs in its own sandboxed process (rewards/sandbox/, docs/sandbox.md). An assert test
 passes only when a random nonce is printed after the assert ran: exiting early (`sys.exit(0)`,
 `os._exit(0)`) does not pass. A stdin/stdout test passes when the program exits 0 and its output
 equals the expected one after stripping trailing whitespace per line and at the end.

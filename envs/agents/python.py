@@ -5,7 +5,7 @@
     and gets back the program's stdout (and stderr / exit status when it failed) as a tool message.
     A turn without a tool call is the final answer, scored by math-verify against the row's `answer`.
 
-Each call runs in a fresh sandboxed process (rewards/sandbox.py, the code reward's sandbox: namespaces,
+Each call runs in a fresh sandboxed process (rewards/sandbox/, the code reward's sandbox: namespaces,
 rlimits, no network), so nothing persists between calls: the tool description says so. The questions
 are generated here with their answers computed in Python, so the data is offline and unlimited.
 Options: `max_n` (largest bound in the questions, default 5000).

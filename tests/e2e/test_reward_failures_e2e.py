@@ -1,7 +1,7 @@
 """Acceptance: a reward that raises, hangs forever or returns garbage on some samples does not stop a
 training run, and the run's metrics show it. Through `rl.driver.train` with the tiny random model.
 
-    .venv/bin/python -m pytest tests/test_reward_failures_e2e.py -q      (slow: ~2-4 min on 2 cores)
+    .venv/bin/python -m pytest tests/e2e/test_reward_failures_e2e.py -q      (slow: ~2-4 min on 2 cores)
 """
 from __future__ import annotations
 

