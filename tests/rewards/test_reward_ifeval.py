@@ -16,7 +16,7 @@ import pytest
 
 import rewards.ifeval as ifeval_module
 from rewards.base import required_fields
-from rewards.ifeval import _install_punkt_tab, ifeval_reward, instruction_ids
+from rewards.ifeval import install_punkt_tab, ifeval_reward, instruction_ids
 from rewards.registry import get_reward
 from tests.helpers import ROOT
 
@@ -227,8 +227,8 @@ def test_malformed_rows_raise_errors_that_say_what_to_fix():
 
 def test_the_punkt_model_written_offline_is_nltks_english_punkt_tab(tmp_path, monkeypatch):
     monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))  # the install adds tmp_path to it
-    _install_punkt_tab(tmp_path)
-    _install_punkt_tab(tmp_path)  # already there: nothing to do
+    install_punkt_tab(tmp_path)
+    install_punkt_tab(tmp_path)  # already there: nothing to do
     assert str(tmp_path) in nltk.data.path
     folder = tmp_path / "tokenizers" / "punkt_tab"
     assert [p.name for p in folder.iterdir()] == ["english"]
@@ -241,7 +241,7 @@ def test_the_punkt_model_written_offline_is_nltks_english_punkt_tab(tmp_path, mo
 def test_a_writer_that_loses_the_race_leaves_the_winners_model_and_no_staging_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
     winner = tmp_path / "winner"
-    _install_punkt_tab(winner)
+    install_punkt_tab(winner)
     target = tmp_path / "tokenizers" / "punkt_tab" / "english"
     real_rename = os.rename
 
@@ -250,7 +250,7 @@ def test_a_writer_that_loses_the_race_leaves_the_winners_model_and_no_staging_fo
         real_rename(src, dst)  # raises: the target is now a non-empty folder
 
     monkeypatch.setattr(ifeval_module.os, "rename", other_process_wins)
-    _install_punkt_tab(tmp_path)
+    install_punkt_tab(tmp_path)
     assert [p.name for p in target.parent.iterdir()] == ["english"]
     assert len(list(target.iterdir())) == 4
 

@@ -280,7 +280,7 @@ def test_model_based_and_per_reward_timeouts(rw):
                    RewardSpec(rw("hang"), alias="judge_like", model_based=True, **hang),
                    RewardSpec(rw("hang"), alias="own", timeout_s=0.5, model_based=True, **hang)]}
     with RewardRunner(specs, timeout_s=0.5, model_timeout_s=3.0) as runner:
-        assert [runner._limit(job) for job in runner._make_jobs([req()])] == [0.5, 3.0, 0.5]
+        assert [runner.time_limit("t", i) for i in range(3)] == [0.5, 3.0, 0.5]
         start = time.monotonic()
         result = runner.score([req(hang=True)])[0]
         elapsed = time.monotonic() - start
@@ -292,4 +292,4 @@ def test_model_based_and_per_reward_timeouts(rw):
         RewardRunner({"t": [RewardSpec("math")]}, model_timeout_s=-1)
     # Without model_timeout_s, model-based rewards share timeout_s.
     with RewardRunner({"t": [RewardSpec(rw("fake_judge"), kwargs={"judge": 1.0})]}, timeout_s=2.0) as runner:
-        assert runner._limit(runner._make_jobs([req()])[0]) == 2.0 and runner.specs["t"][0].is_model_based
+        assert runner.time_limit("t", 0) == 2.0 and runner.specs["t"][0].is_model_based
