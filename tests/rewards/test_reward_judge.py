@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -292,8 +293,11 @@ def test_judge_reward_through_named_ray_actor(worker, judge_dir):
             asyncio.run(judge_reward("x", question="q", answer="4", judge="test-judge", judge_options={"mode": "grade"}))
         # The production path: the reward runs in a process that is not connected to Ray (the reward
         # runner's worker process); it joins the cluster and finds the actor in RAY_NAMESPACE.
+        # RAY_ADDRESS names this test's cluster: "auto" alone joins the newest one on the machine,
+        # which is another run's while one starts meanwhile.
+        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
         child = subprocess.run([sys.executable, "-c", CHILD, ITEMS[0].question, ITEMS[0].response],
-                               capture_output=True, text=True, timeout=120)
+                               capture_output=True, text=True, timeout=120, env=env)
         assert child.returncode == 0, child.stderr[-2000:]
         assert json.loads(child.stdout.strip().splitlines()[-1]) == pytest.approx(results[0].score, abs=1e-6)
         ray.kill(actor)
