@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+
 def load_tokenizer(path: str):
     """A tokenizer with a pad token (falls back to EOS: pads are masked, so which token does not matter)."""
     from transformers import AutoTokenizer
