@@ -20,8 +20,6 @@ clean. This writes DIR/metrics.jsonl with one line per optimizer step under OUR 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import inspect
 import json
 import os
 import sys
@@ -35,23 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # rl/, rewards/ fr
 import torch  # noqa: E402
 
 from rewards import get_reward  # noqa: E402
-from rewards.base import as_result, wants_raw_completion  # noqa: E402
-from rl.thinking.tags import split_thinking  # noqa: E402
+from rewards.base import call_reward  # noqa: E402
 
 
 class TaskReward:
     """One component of a task's reward (e.g. `math`, weight applied by TRL's `reward_weights`) as a
     TRL reward function: `fn(completions, **dataset_columns) -> list[float | None]`.
 
-    Each sample is scored as rl/driver.py scores it: the completion is the rendered prompt's response
-    prefix (e.g. an empty think block) + the generated text, thinking is removed unless the reward
-    asks for the raw text, and the reward gets the dataset row plus `response_tokens` and
-    `max_new_tokens` as keywords. Exceptions propagate: a reward bug must stop the benchmark, not score 0.
+    Each sample is scored as our reward workers score it (rewards.base.call_reward): the completion is
+    the rendered prompt's response prefix (e.g. an empty think block) + the generated text, thinking is
+    removed unless the reward asks for the raw text, and the reward gets the dataset row plus
+    `response_tokens` and `max_new_tokens` as keywords. Exceptions propagate: a reward bug must stop the benchmark, not score 0.
     """
 
     def __init__(self, name: str, kwargs: dict[str, Any], key: str, max_new_tokens: int):
         self.fn = get_reward(name, **kwargs)
-        self.raw = wants_raw_completion(self.fn)
         self.max_new_tokens = max_new_tokens
         self.__name__ = key  # TRL names the reward's metrics after it
 
@@ -59,13 +55,8 @@ class TaskReward:
                  **_: Any) -> list[float | None]:
         scores = []
         for completion, ids, row_json, pre in zip(completions, completion_ids, row, prefix, strict=True):
-            text = pre + completion
-            if not self.raw:
-                text = split_thinking(text)[1]
-            value = self.fn(text, **json.loads(row_json), response_tokens=len(ids), max_new_tokens=self.max_new_tokens)
-            if inspect.isawaitable(value):
-                value = asyncio.run(value)
-            scores.append(as_result(value, self.__name__).score)
+            fields = {**json.loads(row_json), "response_tokens": len(ids), "max_new_tokens": self.max_new_tokens}
+            scores.append(call_reward(self.fn, self.__name__, pre + completion, fields).score)  # as our workers do
         return scores
 
 
