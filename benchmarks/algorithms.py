@@ -28,10 +28,14 @@ VARIANTS: dict[str, list[str]] = {
     "dapo": algo_overrides("dapo"),
     "dr_grpo": algo_overrides("dr_grpo"),
     "gspo": algo_overrides("gspo"),
+    "dapo_entropy": [*algo_overrides("dapo"), "grpo.entropy_target=0.8", "grpo.entropy_coef_lr=0.05"],
+    "dapo_entropy_strong": [*algo_overrides("dapo"), "grpo.entropy_target=0.8", "grpo.entropy_coef_lr=0.2",
+                            "grpo.entropy_coef_max=0.5"],
     "lora_full": [],
     "lora_r8": ["model.lora_rank=8", "model.lora_alpha=16", "learner.lr=1e-4"],
 }
-"""Variant -> its overrides. lora_full is the config as it is (full fine-tuning) for the LoRA pair;
+"""Variant -> its overrides. dapo_entropy(_strong) aim the token entropy at 0.8 nats (the start is
+~0.95) with the adaptive coefficient (default bound 0.05, and a 10x bound with a faster step). lora_full is the config as it is (full fine-tuning) for the LoRA pair;
 LoRA takes a 10x learning rate, as is usual for adapters."""
 
 
@@ -50,6 +54,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")  # files only
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name, r in results.items():
@@ -59,6 +64,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     left.set(xlabel="step", ylabel="reward/mean", title="reward")
     right.set(xlabel="step", ylabel="actor/entropy (nats)", title="mean token entropy")
     left.legend()
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
