@@ -131,8 +131,13 @@ def test_a_preset_sets_only_the_grpo_section(tmp_path):
     ("grpo.seq_clip_low=1.0", "seq_clip_low must be in"),
     ("grpo.clip_high=.nan", "must be a finite number"),
     ("model.lora_rank=-1", "lora_rank must be >= 0"),
+    ("learner.max_tokens_per_micro_batch=-1", "max_tokens_per_micro_batch must be >= 0"),
+    ("learner.lr=-1e-5", "learner.lr must be a positive number"),
+    ("rollout.temperature=.nan", "rollout.temperature must be a number > 0"),
+    ("rollout.top_p=1.5", "rollout.top_p and rollout.gpu_memory_utilization are fractions"),
+    ("rollout.kv_cache_gb=0", "rollout.kv_cache_gb > 0"),
 ])
-def test_loss_and_lora_options_are_range_checked(override, message):
+def test_numbers_are_range_checked(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("configs/tiny.yaml", [override])
 
@@ -140,22 +145,3 @@ def test_loss_and_lora_options_are_range_checked(override, message):
 def test_lora_with_zero3_is_refused():
     with pytest.raises(ConfigError, match="zero_stage=3 is not supported"):
         load_config("configs/tiny.yaml", ["model.lora_rank=8", "learner.zero_stage=3"])
-
-
-@pytest.mark.parametrize("override, message", [
-    ("learner.max_tokens_per_micro_batch=-1", "max_tokens_per_micro_batch must be >= 0"),
-    ("learner.lr=-1e-5", "learner.lr must be a positive number"),
-])
-def test_learner_numbers_are_range_checked(override, message):
-    with pytest.raises(ConfigError, match=message):
-        load_config("configs/tiny.yaml", [override])
-
-
-@pytest.mark.parametrize("override, message", [
-    ("rollout.temperature=.nan", "rollout.temperature must be a number > 0"),
-    ("rollout.top_p=1.5", "rollout.top_p and rollout.gpu_memory_utilization are fractions"),
-    ("rollout.kv_cache_gb=0", "rollout.kv_cache_gb > 0"),
-])
-def test_sampling_numbers_are_range_checked(override, message):
-    with pytest.raises(ConfigError, match=message):
-        load_config("configs/tiny.yaml", [override])
