@@ -243,6 +243,8 @@ class Learner:
                         sums[k] = sums.get(k, 0.0) + float(v)
                     count += 1
         out = {k: v / max(count, 1) for k, v in sums.items()}
+        if g.mask_truncated:
+            out["pg/truncated_masked"] = float(batch.truncated.float().mean())  # share of rows left out
         out["actor/entropy_coef"] = self.entropy_coef
         if g.entropy_target is not None:  # adapt for the next step, from the ranks' mean entropy
             entropy = _rank_mean(out["actor/entropy"], self.world_size)
@@ -290,8 +292,6 @@ class Learner:
             metrics["loss/entropy_bonus"] = bonus.detach()
         # the policy's entropy on what it sampled (also the truncated responses the loss leaves out)
         metrics["actor/entropy"] = (entropy.detach() * sampled).sum() / sampled.sum().clamp(min=1)
-        if g.mask_truncated:
-            metrics["pg/truncated_masked"] = mb.truncated.float().mean()
         return loss, mask, metrics
 
     def sft_train(self, batch: SFTBatch) -> dict[str, float]:
@@ -375,9 +375,12 @@ class Learner:
         with deepspeed.zero.GatheredParameters([p for _, p in group], enabled=self.cfg.learner.zero_stage == 3):
             if self.rank != 0:
                 return None
-            # LoRA: the adapter is merged in (in fp32) before the cast, so engines get plain weights
-            bucket = [(name, p.detach().to("cpu", dtype=cast or p.dtype, copy=copy) if name not in self.merges
-                       else self.merges[name](p.detach()).to("cpu", dtype=cast or p.dtype)) for name, p in group]
+            bucket = []
+            for name, p in group:
+                if name in self.merges:  # LoRA: the adapter merged in (fp32) before the cast; a new tensor
+                    bucket.append((name, self.merges[name](p.detach()).to("cpu", dtype=cast or p.dtype)))
+                else:
+                    bucket.append((name, p.detach().to("cpu", dtype=cast or p.dtype, copy=copy)))
         names = [name for name, _ in bucket]
         if self.tie_embeddings and "model.embed_tokens.weight" in names and not any(
                 n == "lm_head.weight" for n, _ in self.sync_params):
