@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants:
         run_dir = out.parent / f"{out.stem}_runs" / name
         cmd = [sys.executable, "-m", "rl.cli", "train", args.config,
-               *(f"--{o}" if "=" not in o else f"--{o.split('=', 1)[0]}={o.split('=', 1)[1]}"
-                 for o in [*base, *VARIANTS[name], f"run.output_dir={run_dir}", "checkpoint.every=0"])]
+               *(f"--{o}" for o in [*base, *VARIANTS[name], f"run.output_dir={run_dir}", "checkpoint.every=0"])]
         side = run_side(name, cmd, run_dir, args.timeout)
         results[name] = {**side, **summary(read_metrics(run_dir / "metrics.jsonl", args.steps)),
                          "overrides": VARIANTS[name]}
