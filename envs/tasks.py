@@ -20,9 +20,9 @@ from typing import Any, Callable
 from envs.base import env_prompt, get_env
 from rewards.base import required_fields
 from rewards.registry import get_reward
-from rl.plugins import absolute_import_string, resolve
 from rewards.spec import RewardSpec
 from rl.config_io import ConfigError
+from rl.plugins import absolute_import_string, resolve
 from rl.task_config import TaskConfig
 from rl.thinking.tags import wants_thinking
 

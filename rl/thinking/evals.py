@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.config import ConfigError, TrainConfig
-from rl.thinking.tags import complies, parse_thinking, response_prefix, wants_thinking
+from rl.thinking.tags import complies, parse_thinking, response_prefix, wants_thinking, with_flag
 from rl.thinking.chat import render_chat
 from rl.types import RolloutRequest
 
@@ -156,7 +156,6 @@ def evaluate_thinking(cfg: TrainConfig, out: Path, *, model: str | None = None, 
                       success: float = 1.0) -> dict[str, Any]:
     """Run both evaluations with an in-process rollout worker; write results.json and the plot."""
     from envs.tasks import load_task
-    from rl.thinking.fusion_data import with_flag
     from rl.actors import rollout_worker_kwargs
     from rl.models import resolve_model_path
     from rl.rollout.worker import RolloutWorker

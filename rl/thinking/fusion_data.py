@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.config import ConfigError, TrainConfig
-from rl.thinking.tags import assistant_response, parse_thinking, wants_thinking
+from rl.thinking.tags import assistant_response, parse_thinking, with_flag
 
 log = logging.getLogger("rl")
 
@@ -44,17 +44,6 @@ class FusionStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {"sampled": dict(self.sampled), "kept": dict(self.kept), "rejected": dict(self.rejected)}
-
-
-def with_flag(messages: list[dict[str, Any]], thinking: bool) -> list[dict[str, Any]]:
-    """Copy of `messages` that asks for the mode: as it is when its flags (or their absence, for
-    thinking) already do, else with the mode's flag appended to the last user turn."""
-    messages = [dict(m) for m in messages]
-    if wants_thinking(messages) == thinking:
-        return messages
-    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
-    messages[last_user]["content"] = f"{messages[last_user]['content']} {'/think' if thinking else '/no_think'}"
-    return messages
 
 
 def select(completion: str, thinking: bool, reward: float | None, threshold: float,

@@ -71,6 +71,17 @@ def message_text(message: dict[str, Any]) -> str:
     return content
 
 
+def with_flag(messages: list[dict[str, Any]], thinking: bool) -> list[dict[str, Any]]:
+    """Copy of `messages` that asks for the mode: as it is when its flags (or their absence, for
+    thinking) already do, else with the mode's flag appended to the last user turn."""
+    messages = [dict(m) for m in messages]
+    if wants_thinking(messages) == thinking:
+        return messages
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    messages[last_user]["content"] = f"{messages[last_user]['content']} {'/think' if thinking else '/no_think'}"
+    return messages
+
+
 # --------------------------------------------------------------------------------------------- parsing
 STATUSES = ("ok", "empty", "budget_forced", "no_think_block", "unclosed", "text_before", "nested",
             "repeated", "stray_close")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rl.thinking.fusion_data import select, with_flag
+from rl.thinking.fusion_data import select
+from rl.thinking.tags import with_flag
 from rl.thinking.tags import EMPTY_THINK, STOP_THINKING, wants_thinking
 from tests.helpers import TESTS
 
