@@ -40,8 +40,9 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
+from rewards.sandbox import bwrap
 from rewards.sandbox.isolation import (ISOLATION_ENV, PREFIX, PYTHON_ENV, Isolation, SandboxError, count_tasks,
-                                       isolation, make_cgroup, pick_uid, remove_cgroup, remove_tree)
+                                       isolation, pick_uid, remove_cgroups, remove_tree, run_cgroups)
 from rewards.sandbox.launcher import SETUP_FAILED, WORKDIR, minimal_env
 
 __all__ = ["ISOLATION_ENV", "PYTHON_ENV", "SETUP_FAILED", "WORKDIR", "Isolation", "Limits", "RunResult",
@@ -105,30 +106,26 @@ def run_python(argv: list[str], *, files: dict[str, str], stdin: bytes = b"",
     # In basic mode the program works in a host directory, a sibling of `base`: a private uid
     # could not reach it inside `base`, and must not read the control files (stdin holds a nonce).
     workdir = tempfile.mkdtemp(prefix=PREFIX + "work-") if iso.mode == "basic" else None
-    cgroup = iso.memory_cgroup and os.path.join(iso.memory_cgroup, os.path.basename(base))
+    cgroups: list[str] = []
     try:
-        if cgroup:
-            make_cgroup(cgroup, limits)
-        return _run_in(base, workdir, cgroup, iso, argv, files, stdin, limits)
+        cgroups = run_cgroups(iso, os.path.basename(base), limits)
+        return _run_in(base, workdir, cgroups, iso, argv, files, stdin, limits)
     finally:
         remove_tree(base)
         if workdir is not None:
             remove_tree(workdir)
-        if cgroup and os.path.isdir(cgroup):
-            remove_cgroup(cgroup)
+        remove_cgroups(cgroups)
 
 
-def _run_in(base: str, workdir: str | None, cgroup: str | None, iso: Isolation, argv: list[str], files: dict[str, str],
-            stdin: bytes, limits: Limits) -> RunResult:
+def _run_in(base: str, workdir: str | None, cgroups: list[str], iso: Isolation, argv: list[str],
+            files: dict[str, str], stdin: bytes, limits: Limits) -> RunResult:
     uid = pick_uid() if iso.as_root else None
-    # RLIMIT_NPROC counts per real uid (per user namespace on Linux >= 5.14): in basic mode as
-    # non-root the program shares our uid, so its allowance comes on top of what we already run.
-    shared_uid = uid is None and iso.mode == "basic"
     config = {"mode": iso.mode, "userns": not iso.as_root, "uid": uid, "parent_pid": os.getpid(),
               "argv": [iso.python, "-I", *argv], "files": files, "limits": asdict(limits),
               "workdir": workdir, "host_uid": os.getuid(), "host_gid": os.getgid(),
-              "nproc_base": count_tasks(os.getuid()) if shared_uid else 0,
-              "cgroup": cgroup}
+              "nproc_base": _nproc_base(iso, uid), "cgroups": cgroups,
+              "bwrap": bwrap.command(iso.bwrap, limits.tmpfs_mb) if iso.mode == "bwrap" else None,
+              "seccomp": iso.seccomp_bpf.hex() if iso.seccomp_bpf else None}
     names = ("config.json", "stdin", "stdout", "stderr", "report")
     paths = {name: os.path.join(base, name) for name in names}
     with open(paths["config.json"], "w") as f:
@@ -161,11 +158,22 @@ def _run_in(base: str, workdir: str | None, cgroup: str | None, iso: Isolation, 
         report = json.dumps({"timed_out": backstop, "returncode": 128 - proc.returncode})
     outcome = json.loads(report)
     if outcome.get("setup_error"):
-        raise SandboxError(f"sandbox setup failed ({iso.mode} mode): {outcome['setup_error']}")
+        stderr = _read_text(paths["stderr"], 1 << 20)[-2000:].strip()  # bwrap's own message, if any
+        raise SandboxError(f"sandbox setup failed ({iso.mode} mode): {outcome['setup_error'].strip()}"
+                           + (f"\nstderr: {stderr}" if stderr else ""))
     return RunResult(returncode=None if outcome["timed_out"] else outcome["returncode"],
                      stdout=_read_text(paths["stdout"], limits.max_file_mb << 20),
                      stderr_tail=_read_text(paths["stderr"], limits.max_file_mb << 20)[-2000:],
                      timed_out=outcome["timed_out"], wall_s=wall)
+
+
+def _nproc_base(iso: Isolation, uid: int | None) -> int:
+    """Processes that count against the run's RLIMIT_NPROC besides the program's own."""
+    if iso.mode == "bwrap":
+        return 2  # bwrap itself and the namespace's PID 1 run as the run's uid too
+    # RLIMIT_NPROC counts per real uid (per user namespace on Linux >= 5.14): in basic mode as
+    # non-root the program shares our uid, so its allowance comes on top of what we already run.
+    return count_tasks(os.getuid()) if uid is None and iso.mode == "basic" else 0
 
 
 def _read_text(path: str, limit: int) -> str:

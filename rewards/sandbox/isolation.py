@@ -1,8 +1,9 @@
 """Choosing the sandbox's isolation level (once per process, by a probe run) and the host-side
-housekeeping of runs: private uids, memory cgroups, run directories left by killed processes.
+housekeeping of runs: private uids, memory and CPU cgroups, run directories left by killed processes.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import logging
@@ -16,12 +17,27 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from rewards.sandbox.launcher import SAFE_PATH, minimal_env
+from rewards.sandbox import bwrap
+from rewards.sandbox.launcher import SAFE_PATH
+from rewards.sandbox.seccomp import bpf_program
 
 logger = logging.getLogger("rewards")
 
 ISOLATION_ENV = "RL_SANDBOX_ISOLATION"
-"""Set to "namespaces" to fail instead of degrading to "basic", or "basic" to skip namespaces."""
+"""auto (default: bwrap, else namespaces, else basic), or one mode to fail instead of degrading."""
+MODES = ("bwrap", "namespaces", "basic")
+LOST = {
+    "namespaces": "the program sees the whole host filesystem read-only (the repository, datasets, /etc, "
+                  "every world-readable file), can connect to Unix sockets outside /tmp and /run, and may "
+                  "make every syscall (no seccomp filter: io_uring, unshare, bpf, ptrace, keyctl, ...)",
+    "basic": "no network, filesystem or PID isolation and no seccomp filter: the program can read every "
+             "file its uid may read, write world-writable host paths, reach the network and see host processes",
+}
+"""What each fallback loses against bwrap mode (logged as a warning once per process)."""
+FIX = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; launch/setup.sh does it as root) "
+       "on a kernel that allows user namespaces, and pyseccomp (a project dependency)")
+CPU_PERIOD_US = 100_000
+"""cgroup-v1 CFS period; each run's quota is one period per period: one core."""
 PYTHON_ENV = "RL_SANDBOX_PYTHON"
 """The interpreter for sandboxed code (e.g. one with numpy, installed where any uid can read it)."""
 PREFIX = "rl-sandbox-"
@@ -37,7 +53,7 @@ class Isolation:
     """How this process sandboxes code (found once by `isolation()`)."""
 
     mode: str
-    """"namespaces" or "basic" (see the module docstring)."""
+    """"bwrap", "namespaces" or "basic" (see the package docstring)."""
     python: str
     """The interpreter the sandboxed code runs under."""
     as_root: bool
@@ -47,6 +63,12 @@ class Isolation:
     of its whole process tree (root only); None = only the per-process RLIMIT_AS."""
     notes: tuple[str, ...] = field(default=())
     """Why a weaker level or another interpreter was chosen (also logged as warnings)."""
+    cpu_cgroup: str | None = None
+    """A cgroup-v1 cpu hierarchy directory under which each run gets a one-core CFS quota (root only)."""
+    bwrap: tuple[str, ...] = field(default=(), repr=False)
+    """bwrap mode: bwrap's binary, then the options that build the root (bwrap.root_args)."""
+    seccomp_bpf: bytes | None = field(default=None, repr=False)
+    """bwrap mode: the seccomp filter (seccomp.bpf_program); None where libseccomp is unavailable."""
 
 
 def make_cgroup(path: str, limits: Limits) -> None:
@@ -54,6 +76,37 @@ def make_cgroup(path: str, limits: Limits) -> None:
     os.mkdir(path)
     with open(os.path.join(path, "memory.limit_in_bytes"), "w") as f:
         f.write(str((limits.memory_mb + 2 * limits.tmpfs_mb) << 20))
+
+
+def make_cpu_cgroup(path: str) -> None:
+    """A CPU cgroup for the whole tree: at most one core, however many processes or threads it runs
+    (RLIMIT_CPU is per process), so a sample cannot starve rollouts, the learner or other samples."""
+    os.mkdir(path)
+    for name, value in (("cpu.cfs_period_us", CPU_PERIOD_US), ("cpu.cfs_quota_us", CPU_PERIOD_US)):
+        with open(os.path.join(path, name), "w") as f:
+            f.write(str(value))
+
+
+def run_cgroups(iso: Isolation, name: str, limits: Limits) -> list[str]:
+    """Make the run's cgroups (memory, cpu: those `iso` has); the launcher's child joins them all."""
+    made: list[str] = []
+    try:
+        if iso.memory_cgroup:
+            made.append(os.path.join(iso.memory_cgroup, name))
+            make_cgroup(made[-1], limits)
+        if iso.cpu_cgroup:
+            made.append(os.path.join(iso.cpu_cgroup, name))
+            make_cpu_cgroup(made[-1])
+    except BaseException:
+        remove_cgroups(made)
+        raise
+    return made
+
+
+def remove_cgroups(paths: list[str]) -> None:
+    for path in paths:
+        if os.path.isdir(path):
+            remove_cgroup(path)
 
 
 def remove_cgroup(path: str) -> None:
@@ -121,52 +174,90 @@ def count_tasks(uid: int) -> int:
 def isolation() -> Isolation:
     """Probe what this machine permits: the strongest mode and an interpreter that works in it."""
     wanted = os.environ.get(ISOLATION_ENV, "auto")
-    if wanted not in ("auto", "namespaces", "basic"):
-        raise ValueError(f"{ISOLATION_ENV}={wanted!r}: use 'auto', 'namespaces' or 'basic'")
-    modes = ["namespaces", "basic"] if wanted == "auto" else [wanted]
+    if wanted not in ("auto", *MODES):
+        raise ValueError(f"{ISOLATION_ENV}={wanted!r}: use 'auto', " + ", ".join(map(repr, MODES)))
+    modes = MODES if wanted == "auto" else (wanted,)
     as_root = os.geteuid() == 0
     failures: list[str] = []
-    cgroup = _memory_cgroup_parent(failures) if as_root else None
-    sweep_leftovers(cgroup)
+    memory = _cgroup_parent("memory", failures) if as_root else None
+    cpu = _cgroup_parent("cpu", failures) if as_root else None
+    sweep_leftovers(memory, cpu)
     for mode in modes:
         for python in _candidate_pythons():
-            candidate = Isolation(mode=mode, python=python, as_root=as_root, memory_cgroup=cgroup)
-            problem = _probe(candidate)
+            candidate = _candidate(mode, python, as_root, memory, cpu, failures)
+            problem = candidate if isinstance(candidate, str) else _probe(candidate)
             if problem is None:
-                notes = tuple(failures)
-                for note in notes:
-                    logger.warning("code sandbox: %s", note)
-                result = Isolation(mode, python, as_root, cgroup, notes)
-                log = logger.info if mode == "namespaces" else logger.warning
-                log("code sandbox: mode=%s python=%s private uid=%s memory cgroup=%s",
-                    mode, python, as_root, cgroup)
-                return result
+                return _chosen(candidate, failures)
             failures.append(f"{mode} mode with {python} does not work: {problem}")
+            if mode == "bwrap" and bwrap.BWRAP is None:
+                break  # the same for every interpreter
     raise SandboxError("no sandbox mode works on this machine:\n  " + "\n  ".join(failures) +
                        f"\nSee docs/sandbox.md; {ISOLATION_ENV}=basic forces the weakest mode and "
                        f"{PYTHON_ENV} picks the interpreter.")
 
 
-def _memory_cgroup_parent(failures: list[str]) -> str | None:
-    """Our own cgroup-v1 memory cgroup, if we can make and remove a child there; else None (noted)."""
+def _candidate(mode: str, python: str, as_root: bool, memory: str | None, cpu: str | None,
+               failures: list[str]) -> Isolation | str:
+    """The Isolation to probe, or why this mode cannot even be tried with this interpreter."""
+    if mode != "bwrap":
+        return Isolation(mode, python, as_root, memory, cpu_cgroup=cpu)
+    if bwrap.BWRAP is None:
+        return "bwrap is not installed"
+    try:
+        layout = _layout(python)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        return f"it does not run even outside the sandbox: {exc}"
+    try:
+        seccomp = bpf_program()
+    except (ImportError, OSError, RuntimeError) as exc:  # pyseccomp raises RuntimeError without libseccomp
+        seccomp = None
+        failures.append(f"no seccomp filter ({exc}): every syscall is allowed; pip install pyseccomp "
+                        f"(needs libseccomp2)")
+    return Isolation(mode, python, as_root, memory, cpu_cgroup=cpu,
+                     bwrap=(bwrap.BWRAP, *bwrap.root_args(python, layout)), seccomp_bpf=seccomp)
+
+
+def _chosen(found: Isolation, failures: list[str]) -> Isolation:
+    """Log the choice (loudly when it is not bwrap mode) and keep the notes on it."""
+    notes = tuple(dict.fromkeys(failures))
+    for note in notes:
+        logger.warning("code sandbox: %s", note)
+    if found.mode != "bwrap":
+        logger.warning("code sandbox: running in %s mode, not bwrap mode: %s. To fix: %s. See docs/sandbox.md.",
+                       found.mode, LOST[found.mode], FIX)
+    logger.info("code sandbox: mode=%s python=%s private uid=%s memory cgroup=%s cpu cgroup=%s seccomp=%s",
+                found.mode, found.python, found.as_root, found.memory_cgroup, found.cpu_cgroup,
+                found.seccomp_bpf is not None)
+    return dataclasses.replace(found, notes=notes)
+
+
+def _cgroup_parent(controller: str, failures: list[str]) -> str | None:
+    """Our own cgroup-v1 cgroup of `controller`, if we can make (and set up) and remove a child
+    there; else None (noted): memory is then capped per process only, CPU not at all."""
     with open("/proc/self/cgroup") as f:
         paths = [line.rstrip("\n").split(":", 2) for line in f]
-    own = [path for _id, controllers, path in paths if "memory" in controllers.split(",")]
-    parent = "/sys/fs/cgroup/memory" + own[0] if own else None
+    own = [path for _id, controllers, path in paths if controller in controllers.split(",")]
+    parent = os.path.normpath(f"/sys/fs/cgroup/{controller}" + own[0]) if own else None
     if parent is None or not os.path.isdir(parent):
-        failures.append("no cgroup-v1 memory controller: a run's memory is capped per process only")
+        failures.append(f"no cgroup-v1 {controller} controller: " + _WITHOUT[controller])
         return None
-    probe = os.path.join(parent, f"rl-sandbox-probe-{os.getpid()}")
+    probe = os.path.join(parent, f"{PREFIX}probe-{os.getpid()}")
     try:
-        os.mkdir(probe)
+        make_cpu_cgroup(probe) if controller == "cpu" else os.mkdir(probe)
         os.rmdir(probe)
     except OSError as exc:
-        failures.append(f"cannot create memory cgroups in {parent} ({exc}): memory is capped per process only")
+        failures.append(f"cannot create {controller} cgroups in {parent} ({exc}): " + _WITHOUT[controller])
+        if os.path.isdir(probe):
+            os.rmdir(probe)
         return None
     return parent
 
 
-def sweep_leftovers(cgroup_parent: str | None) -> None:
+_WITHOUT = {"memory": "a run's memory is capped per process only",
+            "cpu": "a run may use every core until its wall limit"}
+
+
+def sweep_leftovers(*cgroup_parents: str | None) -> None:
     """Remove what runs of a killed process left (a reward worker killed on timeout cannot clean up).
 
     Called once per process; the reward runner starts a fresh worker after killing one. Only old
@@ -176,7 +267,7 @@ def sweep_leftovers(cgroup_parent: str | None) -> None:
     now = time.time()
     # Other processes make and remove such entries all the time (their probe cgroups, their runs): one
     # that vanishes while we look at it is not ours to clean, so FileNotFoundError just skips it.
-    if cgroup_parent:
+    for cgroup_parent in filter(None, cgroup_parents):
         for entry in os.scandir(cgroup_parent):
             try:
                 if entry.name.startswith(PREFIX) and entry.is_dir() and now - entry.stat().st_mtime > 60:
@@ -213,8 +304,8 @@ def _candidate_pythons() -> list[str]:
 def _probe(candidate: Isolation) -> str | None:
     """Run a tiny program in `candidate`; None when it behaved, else what went wrong."""
     try:
-        expected = _stdlib_of(candidate.python)
-    except (OSError, subprocess.SubprocessError) as exc:
+        expected = _layout(candidate.python)["stdlib"]
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
         return f"it does not run even outside the sandbox: {exc}"
     from rewards.sandbox import Limits, run_python  # the caller's API runs the probe like any program
 
@@ -231,8 +322,7 @@ def _probe(candidate: Isolation) -> str | None:
     return None
 
 
-def _stdlib_of(python: str) -> str:
-    """Where `python` finds its standard library when we run it directly."""
-    out = subprocess.run([python, "-I", "-c", "import os; print(os.path.dirname(os.__file__))"],
-                         capture_output=True, text=True, env=minimal_env(), timeout=60, check=True)
-    return out.stdout.strip()
+@functools.cache
+def _layout(python: str) -> dict:
+    """Where `python` finds its standard library (and prefixes) when we run it directly; asked once."""
+    return bwrap.interpreter_layout(python)

@@ -3,7 +3,8 @@
     python -I rewards/sandbox/launcher.py CONFIG REPORT_FD
 
 It sets up isolation (namespaces, private filesystem, private uid, rlimits), forks the child that
-becomes the program, enforces the wall clock, kills and reaps what is left (no zombies: the init of
+becomes the program (in bwrap mode: becomes bwrap, which makes the sandbox and runs the program in it),
+enforces the wall clock, kills and reaps what is left (no zombies: the init of
 some containers and VMs never reaps orphans), and writes a JSON report to REPORT_FD:
 {"setup_error": traceback or None, "timed_out": bool, "returncode": int or None}.
 
@@ -59,33 +60,42 @@ def _launch(config_path: str, report_fd: int) -> None:
         _die_with_parent(cfg["parent_pid"])
         if cfg["mode"] == "namespaces":
             _enter_namespaces(cfg)
-        else:  # orphans of the program become our children, so we can reap them
+        else:  # orphans (basic mode: of the program; bwrap mode: its PID 1) become ours to reap
             _check(_libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(CHILD_SUBREAPER)")
         alive_r, alive_w = os.pipe()  # the child sees EOF on alive_r once we are gone
         error_r, error_w = os.pipe()  # the child's setup errors; closed by its exec (not inheritable)
+        status_r, status_w = os.pipe()  # bwrap's --json-status-fd
         pid = os.fork()
         if pid == 0:
-            _child(cfg, alive_r, alive_w, error_w)
-        os.close(alive_r)
-        os.close(error_w)
+            _child(cfg, alive_r, alive_w, error_w, status_w)
+        for fd in (alive_r, error_w, status_w):
+            os.close(fd)
         report["timed_out"], report["returncode"] = _supervise(pid, cfg)
         with os.fdopen(error_r, "rb") as errors:
             report["setup_error"] = errors.read().decode(errors="replace") or None
+        if cfg["mode"] == "bwrap" and not report["setup_error"]:
+            report["setup_error"] = _bwrap_failure(status_r, report)
+        os.close(status_r)
     except BaseException:
         report["setup_error"] = traceback.format_exc()
     os.write(report_fd, json.dumps(report).encode())
     os._exit(0)
 
 
-def _child(cfg: dict, alive_r: int, alive_w: int, error_w: int) -> None:
-    """The forked child: set up, then exec the program (in namespaces mode, from a PID-1 parent)."""
+def _child(cfg: dict, alive_r: int, alive_w: int, error_w: int, status_w: int) -> None:
+    """The forked child: set up, then exec the program (in namespaces mode, from a PID-1 parent; in
+    bwrap mode, exec bwrap, which runs it from a PID 1 of its own)."""
     try:
         os.close(alive_w)
         os.setsid()  # its own session and group: the program cannot signal the launcher's group
-        if cfg["cgroup"]:  # join before anything else runs; children (the program) inherit it
-            with open(os.path.join(cfg["cgroup"], "cgroup.procs"), "w") as f:
+        for cgroup in cfg["cgroups"]:  # join before anything else runs; children (the program) inherit it
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
                 f.write("0")
         _die_with_launcher(alive_r)
+        if cfg["mode"] == "bwrap":
+            argv = _bwrap_argv(cfg, status_w)
+            _become_program(cfg, alive_r)
+            os.execve(argv[0], argv, minimal_env())
         _prepare_workdir(cfg)
         if cfg["mode"] == "namespaces":
             # We are PID 1 of the new PID namespace; the program runs as PID 2, because PID 1
@@ -111,6 +121,15 @@ def _supervise(pid: int, cfg: dict) -> tuple[bool, int]:
         if timed_out:
             os.kill(pid, signal.SIGKILL)  # PID 1 of the namespace: the kernel kills the rest
         code = _reap_until(pid)
+    elif cfg["mode"] == "bwrap":
+        # Killing bwrap kills its PID 1 (--die-with-parent), and with it the namespace; as root the
+        # run's uid is swept too, which also stops PID 1 before its parent-death signal lands.
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+            if cfg["uid"] is not None:
+                _kill_uid(cfg["uid"])
+        code = _reap_until(pid)
+        _reap_orphans(deadline=time.monotonic() + 1.0)
     else:
         try:
             os.killpg(pid, signal.SIGKILL)  # the program's session, also after a normal exit
@@ -121,6 +140,45 @@ def _supervise(pid: int, cfg: dict) -> tuple[bool, int]:
         code = _reap_until(pid)
         _reap_orphans(deadline=time.monotonic() + 1.0)
     return timed_out, 128 - code if code < 0 else code
+
+
+def _bwrap_argv(cfg: dict, status_w: int) -> list[str]:
+    """bwrap's command line: the caller's fixed part, then what travels in file descriptors (inherited
+    by bwrap; it closes them before the program starts)."""
+    argv = [*cfg["bwrap"], "--json-status-fd", str(status_w)]
+    fds = [status_w]
+    if cfg["seccomp"]:
+        # bwrap loads the filter as the last step before exec: the program and its children run
+        # under it, bwrap's own set-up (mounts, namespaces) does not.
+        fds.append(_memfd("seccomp", bytes.fromhex(cfg["seccomp"])))
+        argv += ["--seccomp", str(fds[-1])]
+    for name, text in cfg["files"].items():  # bwrap copies them into the sandbox's private /tmp
+        fds.append(_memfd(name, text.encode()))
+        argv += ["--file", str(fds[-1]), f"{WORKDIR}/{name}"]
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    return [*argv, "--", *cfg["argv"]]
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, 0)
+    with open(fd, "wb", closefd=False) as f:
+        f.write(data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _bwrap_failure(status_r: int, report: dict) -> str | None:
+    """bwrap writes {"exit-code": N} to its status pipe only once the program was exec'd: without it,
+    an exit status of 1 is bwrap's own set-up failure (its message is on stderr), not the program's."""
+    os.set_blocking(status_r, False)
+    try:
+        status = os.read(status_r, 1 << 16)
+    except BlockingIOError:
+        status = b""
+    if report["timed_out"] or report["returncode"] != 1 or b'"exit-code"' in status:
+        return None
+    return "bwrap exited with 1 before starting the program (its message ends stderr)"
 
 
 def _reap_until(pid: int) -> int:

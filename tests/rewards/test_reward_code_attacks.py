@@ -24,7 +24,8 @@ FAST = {"timeout_s": 1.0}
 
 
 def _namespaces() -> bool:
-    return isolation().mode == "namespaces"
+    """Namespaces of its own: bwrap mode, or the launcher's namespaces mode."""
+    return isolation().mode in ("bwrap", "namespaces")
 
 
 # --- Attacks: each scores 0 and harms nothing ---------------------------------------------------
@@ -154,9 +155,10 @@ def test_cannot_read_a_private_host_file(host_dirs):
         completion = f"try:\n    SECRET = open({secret_path!r}).read()\nexcept OSError:\n    SECRET = None\n"
         result = code_reward(completion, tests=["assert SECRET == 'hunter2'"], **FAST)
         assert result.score == 0.0, f"the sandbox read {secret_path}"
-    # The same program does read a world-readable file, so the zeros above are the sandbox's doing.
-    control = "try:\n    SECRET = open('/etc/passwd').read()\nexcept OSError:\n    SECRET = None\n"
-    assert code_reward(control, tests=["assert 'root' in SECRET"], **FAST).score == 1.0
+    # The same program does read a world-readable file it may see (in bwrap mode only the interpreter's
+    # files are there), so the zeros above are the sandbox's doing.
+    control = "import os\ntry:\n    SECRET = open(os.__file__).read()\nexcept OSError:\n    SECRET = None\n"
+    assert code_reward(control, tests=["assert 'def getenv' in SECRET"], **FAST).score == 1.0
 
 
 def test_cannot_delete_or_overwrite_host_files(host_dirs):
@@ -203,7 +205,8 @@ def test_huge_files_and_output_floods_are_capped():
     result = code_reward(completion, tests=["assert WROTE >= 100 << 20"], **FAST)
     assert result.score == 0.0
     failure = result.details["failures"][0]
-    assert failure["reason"] == "file size limit" or "File too large" in failure["stderr"], failure
+    assert failure["reason"] == "file size limit" or "File too large" in failure["reason"] + failure.get("stderr", ""), \
+        failure
     flood = run_python(["-c", "while True: print('y' * 10000)"], files={},
                        limits=Limits(wall_s=2.0, max_file_mb=1))
     assert flood.returncode != 0 and not flood.timed_out
@@ -220,7 +223,6 @@ def test_network_connect_to_host_listener_fails():
         port = listener.getsockname()[1]
         completion = textwrap.dedent(f"""
             import socket
-import subprocess
             try:
                 socket.create_connection(("127.0.0.1", {port}), timeout=0.5).sendall(b"leak")
                 CONNECTED = True
