@@ -14,6 +14,18 @@ PYTHON=${PYTHON:-python3}
 PLATFORM=${RL_PLATFORM:-$( (command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1) && echo gpu || echo cpu)}
 STAMP=.venv/.setup-$(sha1sum pyproject.toml launch/setup.sh | sha1sum | cut -c1-12)-$PLATFORM
 
+# The code sandbox's bwrap mode needs bubblewrap (docs/sandbox.md); without it the sandbox falls back,
+# with a warning, to weaker modes. Only root may install it; checked on every run, not stamped.
+if ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing bubblewrap (the code sandbox)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } ||
+      echo "setup: WARNING: could not install bubblewrap; the code sandbox will run in a weaker mode"
+  else
+    echo "setup: bubblewrap is not installed and we cannot install it (not root, or no apt-get): the code" \
+         "sandbox will run in a weaker mode; ask an admin for the 'bubblewrap' package (docs/sandbox.md)"
+  fi
+fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 if [ -f "$STAMP" ]; then echo "setup: .venv is up to date ($PLATFORM)"; exit 0; fi
 PIP=".venv/bin/python -m pip --disable-pip-version-check"
