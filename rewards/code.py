@@ -22,10 +22,14 @@ the entry point (HumanEval's signature + docstring), a completion that is only t
 prompt prepended (HumanEval's harness: program = prompt + completion), and a completion that
 defines the function itself gets what the prompt has before the def (imports, helpers).
 
-Each test runs in its own sandboxed process (rewards/sandbox/, docs/sandbox.md). An assert test
-passes only when a random nonce is printed after the assert ran: exiting early (`sys.exit(0)`,
-`os._exit(0)`) does not pass. A stdin/stdout test passes when the program exits 0 and its output
-equals the expected one after stripping trailing whitespace per line and at the end.
+Grading happens where the program cannot reach it (rewards/code_harness.py, docs/sandbox.md). Assert
+tests run in one sandbox per row, in a *tester* process of their own; the program runs in a separate
+server process, and every call the tests make into it carries plain data only (exact ints, strings,
+lists, ...), rebuilt on the tester's side. A lying __eq__, patched builtins or frame walking therefore
+change nothing the tests compare; a test passes only on a verdict line carrying a random nonce that only
+the tester holds. Each test reloads the program afresh and has `timeout_s`. A stdin/stdout test runs the
+program in its own sandbox and passes when it exits 0 and its output equals the expected one after
+stripping trailing whitespace per line and at the end (compared here, in the reward process).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ import secrets
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rewards.base import RewardResult, reward_spec
@@ -47,17 +52,8 @@ _PYTHON_LABELS = ("python", "py", "python3")
 _MAX_FAILURES_SHOWN = 5
 _LIMIT_SIGNALS = {128 + signal.SIGXCPU: "cpu time limit", 128 + signal.SIGXFSZ: "file size limit"}
 
-# Runs inside the sandbox for assert/check tests. The job (program, test, nonce) arrives on stdin,
-# never in a file the program could rewrite, and the nonce is printed only after the test passed.
-_RUNNER = """\
-import json, os, sys
-def _run(job=json.loads(sys.stdin.readline()), write=os.write):
-    namespace = {"__name__": "__candidate__", "__builtins__": __builtins__}
-    exec(compile(job["program"], "solution.py", "exec"), namespace)
-    exec(compile(job["test"], "test.py", "exec"), namespace)
-    write(1, ("\\n" + job["nonce"] + "\\n").encode())
-_run()
-"""
+HARNESS = Path(__file__).with_name("code_harness.py").read_text(encoding="utf-8")
+"""The grading harness copied into every assert-test sandbox as harness.py (stdlib only)."""
 
 
 @dataclass(frozen=True)
@@ -86,38 +82,66 @@ def code_reward(completion: str, *, tests: Any = None, entry_point: str | None =
     code = extract_code(answer_text(completion))
     if not code.strip():  # model output without any code: a wrong answer, not an error
         return RewardResult(0.0, {"passed": 0, "total": len(cases), "error": "no code in the completion"})
-    program = build_program(code, prompt if isinstance(prompt, str) else None, entry_point)
+    code_prompt = prompt if isinstance(prompt, str) and _prompt_entry(prompt, entry_point) else None
+    program = build_program(code, code_prompt, entry_point)
     deadline = time.monotonic() + total_timeout_s
-    passed, failures = 0, []
+    outcomes: dict[int, dict[str, str] | None] = {}
+    asserts = [i for i, case in enumerate(cases) if case.code is not None]
+    if asserts:  # the prompt's helpers (trusted) run beside the tests; the entry point is the program's
+        job = {"tests": [cases[i].code for i in asserts], "timeout_s": timeout_s, "prompt": code_prompt,
+               "entry_point": _prompt_entry(code_prompt, entry_point) if code_prompt else entry_point}
+        outcomes.update(zip(asserts, run_assert_tests(program, job, memory_mb, total_timeout_s)))
     for index, case in enumerate(cases):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            failures.append({"test": index, "reason": f"not run: row budget {total_timeout_s}s spent"})
-            continue
-        limits = Limits(wall_s=min(timeout_s, remaining), cpu_s=timeout_s, memory_mb=memory_mb)
-        reason = run_case(program, case, limits)
-        if reason is None:
-            passed += 1
-        else:
-            failures.append({"test": index, **reason})
-    details = {"passed": passed, "total": len(cases), "isolation": isolation().mode,
+        if case.code is None:
+            remaining = deadline - time.monotonic()
+            outcomes[index] = (run_stdio_test(program, case, Limits(wall_s=min(timeout_s, remaining), cpu_s=timeout_s,
+                                                                    memory_mb=memory_mb))
+                               if remaining > 0 else {"reason": f"not run: row budget {total_timeout_s}s spent"})
+    failures = [{"test": i, **outcomes[i]} for i in range(len(cases)) if outcomes[i] is not None]
+    details = {"passed": len(cases) - len(failures), "total": len(cases), "isolation": isolation().mode,
                "failures": failures[:_MAX_FAILURES_SHOWN]}
-    return RewardResult(passed / len(cases), details)
+    return RewardResult((len(cases) - len(failures)) / len(cases), details)
 
 
-def run_case(program: str, case: TestCase, limits: Limits) -> dict[str, str] | None:
-    """Run one test in a fresh sandbox; None when it passed, else {"reason": ..., "stderr": ...}."""
-    if case.code is None:
-        result = run_python(["solution.py"], files={"solution.py": program},
-                            stdin=case.input.encode(), limits=limits)
-        ok = result.returncode == 0 and normalize_output(result.stdout) == normalize_output(case.output)
-        return None if ok else _failure(result, "wrong output")
+def run_stdio_test(program: str, case: TestCase, limits: Limits) -> dict[str, str] | None:
+    """Run the program on the test's input in a fresh sandbox; None when its output is the expected one."""
+    result = run_python(["solution.py"], files={"solution.py": program}, stdin=case.input.encode(), limits=limits)
+    ok = result.returncode == 0 and normalize_output(result.stdout) == normalize_output(case.output)
+    return None if ok else _failure(result, "wrong output")
+
+
+def run_assert_tests(program: str, job: dict[str, Any], memory_mb: int, budget_s: float) -> list[dict[str, str] | None]:
+    """Run a row's assert tests in one sandbox (code_harness.py); per test None (passed) or why it failed.
+
+    Only a verdict line that starts with this run's nonce counts: the program never sees the nonce.
+    """
     nonce = secrets.token_hex(16)
-    job = json.dumps({"program": program, "test": case.code, "nonce": nonce}) + "\n"
-    result = run_python(["-c", _RUNNER], files={}, stdin=job.encode(), limits=limits)
-    # The nonce must be a whole line: the program cannot know it, so it cannot fake a pass.
-    ok = result.returncode == 0 and nonce in result.stdout.splitlines()
-    return None if ok else _failure(result, "the test did not run to the end (exited early?)")
+    stdin = (json.dumps({**job, "nonce": nonce}) + "\n").encode()
+    result = run_python(["harness.py", "tester"], files={"harness.py": HARNESS, "solution.py": program},
+                        stdin=stdin, limits=Limits(wall_s=budget_s, cpu_s=budget_s, memory_mb=memory_mb))
+    verdicts = parse_verdicts(result.stdout, nonce, len(job["tests"]))
+    stderr = result.stderr_tail[-300:]
+    outcomes: list[dict[str, str] | None] = []
+    for verdict in verdicts:
+        if verdict is None and len(outcomes) == verdicts.index(None):  # the test the run stopped in
+            outcomes.append(_failure(result, "the grader stopped before this test's verdict"))
+        elif verdict is None:
+            outcomes.append({"reason": f"not run: row budget {budget_s}s spent" if result.timed_out
+                             else "not run: the grader stopped early"})
+        else:
+            outcomes.append(None if verdict == "pass" else {"reason": verdict, "stderr": stderr})
+    return outcomes
+
+
+def parse_verdicts(stdout: str, nonce: str, count: int) -> list[str | None]:
+    """Per test: "pass", the failure reason, or None when no verdict line for it was written."""
+    verdicts: list[str | None] = [None] * count
+    for line in stdout.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[0] == nonce and parts[1].isdigit() and int(parts[1]) < count:
+            reason = json.loads(parts[3])
+            verdicts[int(parts[1])] = "pass" if parts[2] == "pass" else str(reason or "failed")
+    return verdicts
 
 
 def _failure(result: RunResult, wrong: str) -> dict[str, str]:
@@ -174,6 +198,12 @@ def build_program(code: str, prompt: str | None, entry_point: str | None) -> str
     if _def_line(code, entry) is not None:  # a whole function: keep the prompt's imports and helpers
         return prompt[:prompt_def.start()] + code
     return prompt + code
+
+
+def _prompt_entry(prompt: str, entry_point: str | None) -> str | None:
+    """The entry point a code prompt defines (HumanEval's signature + docstring); None for other prompts."""
+    entry = entry_point or _last_def(prompt)
+    return entry if entry and _def_line(prompt, entry) else None
 
 
 def _def_line(source: str, name: str) -> re.Match | None:
