@@ -52,8 +52,9 @@ _PYTHON_LABELS = ("python", "py", "python3")
 _MAX_FAILURES_SHOWN = 5
 _LIMIT_SIGNALS = {128 + signal.SIGXCPU: "cpu time limit", 128 + signal.SIGXFSZ: "file size limit"}
 
-HARNESS = Path(__file__).with_name("code_harness.py").read_text(encoding="utf-8")
-"""The grading harness copied into every assert-test sandbox as harness.py (stdlib only)."""
+HARNESS_FILES = {name: Path(__file__).with_name(source).read_text(encoding="utf-8")
+                 for name, source in (("harness.py", "code_harness.py"), ("code_wire.py", "code_wire.py"))}
+"""The grading harness (stdlib only), copied into every assert-test sandbox."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def run_assert_tests(program: str, job: dict[str, Any], memory_mb: int, budget_s
     """
     nonce = secrets.token_hex(16)
     stdin = (json.dumps({**job, "nonce": nonce}) + "\n").encode()
-    result = run_python(["harness.py", "tester"], files={"harness.py": HARNESS, "solution.py": program},
+    result = run_python(["harness.py", "tester"], files={**HARNESS_FILES, "solution.py": program},
                         stdin=stdin, limits=Limits(wall_s=budget_s, cpu_s=budget_s, memory_mb=memory_mb))
     verdicts = parse_verdicts(result.stdout, nonce, len(job["tests"]))
     stderr = result.stderr_tail[-300:]

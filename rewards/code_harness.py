@@ -34,18 +34,15 @@ import signal
 import subprocess
 import sys
 
-MAX_LINE = 64 << 20
-"""Largest protocol message (bytes); a bigger one is a failed call, not a hang or an out-of-memory."""
-MAX_DEPTH = 100
-"""Deepest container nesting carried as plain data; deeper values fail the call."""
-_ERROR_TEXT = 300
+if __package__:  # imported by the grader or the tests
+    from rewards.code_wire import ProtocolError, as_list, as_str, decode, encode, error_of, read_message, write_message
+else:  # run in the sandbox as harness.py beside code_wire.py; the path entry goes before the program runs
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from code_wire import ProtocolError, as_list, as_str, decode, encode, error_of, read_message, write_message
+    del sys.path[0]
+
 _PR_SET_DUMPABLE = 4
-_SCALARS = (bool, int, float, str)
 _MUTABLE = (list, dict, set, bytearray)
-
-
-class ProtocolError(Exception):
-    """The other side sent something that is not a well-formed message (or nothing)."""
 
 
 class Overrun(BaseException):
@@ -54,104 +51,6 @@ class Overrun(BaseException):
 
 class RemoteError(Exception):
     """The program raised an exception that is not one of Python's built-in ones."""
-
-
-# --- Plain data, both directions ---------------------------------------------------------------
-
-def encode(value, handle_of, depth: int = 0):
-    """`value` as JSON-ready plain data; `handle_of(value)` encodes whatever is not plain data.
-
-    Types are checked exactly (`type(x) is int`): a subclass could carry its own __eq__ or __hash__.
-    """
-    if depth > MAX_DEPTH:
-        raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
-    kind = type(value)
-    if value is None or kind in _SCALARS:
-        return ["i", format(value, "x")] if kind is int and abs(value) > 1 << 62 else value
-    if kind in (list, tuple, set, frozenset):
-        tag = {list: "l", tuple: "t", set: "s", frozenset: "z"}[kind]
-        return [tag, [encode(item, handle_of, depth + 1) for item in value]]
-    if kind is dict:
-        return ["d", [[encode(k, handle_of, depth + 1), encode(v, handle_of, depth + 1)] for k, v in value.items()]]
-    if kind in (bytes, bytearray):
-        return ["b" if kind is bytes else "a", value.hex()]
-    if kind is complex:
-        return ["c", value.real, value.imag]
-    return handle_of(value)
-
-
-def decode(data, remote, depth: int = 0):
-    """Rebuild a value from `encode`'s output with this process's own types; ProtocolError if malformed.
-
-    `remote(data)` turns a handle ["h", ...] into a local object (a proxy in the tester, the real
-    object in the server).
-    """
-    if depth > MAX_DEPTH:
-        raise ProtocolError(f"value nested deeper than {MAX_DEPTH} levels")
-    kind = type(data)
-    if data is None or kind in _SCALARS:
-        return data
-    if kind is not list or len(data) < 2 or type(data[0]) is not str:
-        raise ProtocolError(f"not an encoded value: {type(data).__name__}")
-    tag, body = data[0], data[1]
-    try:
-        if tag in ("l", "t", "s", "z"):
-            items = [decode(item, remote, depth + 1) for item in _as_list(body)]
-            return {"l": list, "t": tuple, "s": set, "z": frozenset}[tag](items)
-        if tag == "d":
-            return {decode(k, remote, depth + 1): decode(v, remote, depth + 1) for k, v in _as_list(body)}
-        if tag == "i":
-            return int(_as_str(body), 16)
-        if tag in ("b", "a"):
-            return (bytes if tag == "b" else bytearray).fromhex(_as_str(body))
-        if tag == "c" and len(data) == 3 and all(type(x) in (int, float) for x in data[1:]):
-            return complex(data[1], data[2])
-        if tag == "h":
-            return remote(data)
-    except (TypeError, ValueError) as error:  # unhashable keys, bad hex, a pair that is not a pair
-        raise ProtocolError(f"malformed {tag!r} value: {error}") from None
-    raise ProtocolError(f"unknown value tag {tag!r}")
-
-
-def _as_list(body) -> list:
-    if type(body) is not list:
-        raise ProtocolError("a container's items must be a list")
-    return body
-
-
-def _as_str(body) -> str:
-    if type(body) is not str:
-        raise ProtocolError("expected a string")
-    return body
-
-
-def read_message(stream) -> dict:
-    line = stream.readline(MAX_LINE + 1)
-    if not line:
-        raise ProtocolError("the other process ended (crashed, exited or was killed)")
-    if len(line) > MAX_LINE:
-        raise ProtocolError(f"message over {MAX_LINE} bytes")
-    try:
-        message = json.loads(line)
-    except (ValueError, RecursionError) as error:
-        raise ProtocolError(f"unreadable message: {error}") from None
-    if type(message) is not dict:
-        raise ProtocolError("a message must be a JSON object")
-    return message
-
-
-def write_message(stream, message: dict) -> None:
-    stream.write(json.dumps(message).encode() + b"\n")
-    stream.flush()
-
-
-def error_of(exc: BaseException) -> list[str]:
-    """[type name, message] of an exception; the message is only text we could produce safely."""
-    try:
-        text = str(exc)[:_ERROR_TEXT]
-    except BaseException:  # a program's exception whose __str__ raises
-        text = ""
-    return [type(exc).__name__, text if type(text) is str else ""]
 
 
 # --- Server: the program's side (untrusted) ----------------------------------------------------
@@ -195,16 +94,16 @@ class Server:
         if op == "load":
             return self.load()
         if op == "global":
-            return {"value": encode(self.namespace[_as_str(message.get("name"))], self.handle_of)}
+            return {"value": encode(self.namespace[as_str(message.get("name"))], self.handle_of)}
         target = self.value(message.get("target"))
         if op == "call":
-            args = [self.value(a) for a in _as_list(message.get("args", []))]
-            kwargs = {k: self.value(v) for k, v in _as_list(message.get("kwargs", []))}
+            args = [self.value(a) for a in as_list(message.get("args", []))]
+            kwargs = {k: self.value(v) for k, v in as_list(message.get("kwargs", []))}
             result = target(*args, **kwargs)
             # Arguments the function changed in place (a list it sorted) go back, so tests can see it.
             back = [encode(a, self.handle_of) if type(a) in _MUTABLE else None for a in args]
             return {"value": encode(result, self.handle_of), "args": back}
-        operations = {"getattr": lambda: getattr(target, _as_str(message.get("name"))),
+        operations = {"getattr": lambda: getattr(target, as_str(message.get("name"))),
                       "iter": lambda: iter(target), "next": lambda: next(target), "len": lambda: len(target),
                       "getitem": lambda: target[self.value(message.get("key"))],
                       "contains": lambda: self.value(message.get("key")) in target,

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from rewards.code import code_reward
-from rewards.code_harness import ProtocolError, decode, encode
+from rewards.code_wire import ProtocolError, decode, encode
 
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(-1, 5) == 4", "assert add(10, 5) == 15"]
 FAST = {"timeout_s": 2.0, "total_timeout_s": 6.0}
