@@ -6,28 +6,38 @@
     result.stdout, result.returncode, result.timed_out            # -> "cba\n", 0, False
 
 Each call starts a fresh process tree: `python -I launcher.py CONFIG REPORT_FD` (the *launcher*,
-stdlib only) sets up isolation, forks, and the child execs `python -I ARGV...` with a minimal
-environment. The launcher enforces the wall clock, kills and reaps everything left over, and reports
-back; the caller kills the launcher itself only if it overruns by `_LAUNCHER_GRACE_S`.
+stdlib only) sets up isolation, forks, and the child execs the program, `python -I ARGV...`, with a
+minimal environment (in bwrap mode it execs bwrap, which builds the sandbox and runs the program in
+it). The launcher enforces the wall clock, kills and reaps everything left over, and reports back; the
+caller kills the launcher itself only if it overruns by `_LAUNCHER_GRACE_S`.
 Isolation levels, chosen once per process by `isolation()` (a probe run, result cached and logged):
 
-- "namespaces": new mount, network, PID, IPC and UTS namespaces (plus a user namespace when we are
-  not root). Every existing mount is re-mounted read-only, /tmp and /dev/shm are fresh size-limited
-  tmpfs, /proc shows only the sandbox's processes, the network has only a downed loopback device.
-  The program runs as PID 2 under a PID-1 reaper; when either exits or is killed, the kernel kills
-  every process left in the namespace.
+- "bwrap" (bubblewrap installed, user namespaces allowed): the program's root holds only the
+  interpreter, its standard library and the shared libraries (read-only), a private size-limited
+  /tmp with the run's files, a minimal /dev and its own /proc; new user, PID, network, IPC, UTS and
+  cgroup namespaces; a seccomp filter (seccomp.py) makes io_uring, unshare/setns, bpf, ptrace, mounts,
+  keyrings and the like fail with EPERM. Only stdlib programs run (no numpy) unless RL_SANDBOX_PYTHON
+  names an interpreter whose prefix holds more.
+- "namespaces" (no bwrap): the launcher's own mount, network, PID, IPC and UTS namespaces (plus a user
+  namespace when we are not root). Every host mount is re-mounted read-only (the whole host stays
+  visible), /tmp and /dev/shm are fresh size-limited tmpfs, /proc shows only the sandbox's
+  processes, the network has only a downed loopback device; no seccomp filter. The program runs as
+  PID 2 under a PID-1 reaper; when either exits or is killed, the kernel kills the namespace.
 - "basic": no namespaces could be made (e.g. a container whose seccomp profile forbids `unshare`):
-  rlimits and, as root, a private uid only. Logged as a warning; docs/sandbox.md says what is lost.
+  rlimits and, as root, a private uid only.
+Anything but bwrap mode is logged as a warning naming what is lost; docs/sandbox.md says more.
 
 Always: rlimits (CPU, address space, processes, file size, open files, no core files), no new
 privileges (setuid binaries do not elevate), parent-death SIGKILL, a new session. As root also a
 fresh unprivileged uid per run (so the program cannot read 0600 files or delete root's files, and
 RLIMIT_NPROC, which root ignores, is enforced) and, where cgroup v1 allows, a memory cgroup capping
-the whole tree. Environment: RL_SANDBOX_ISOLATION (auto | namespaces | basic), RL_SANDBOX_PYTHON.
+the whole tree and a cpu cgroup holding it to one core. Environment: RL_SANDBOX_ISOLATION (auto |
+bwrap | namespaces | basic), RL_SANDBOX_PYTHON.
 See docs/sandbox.md for the threat model and what this does NOT protect against.
 
 The package: this file is the caller's API (run_python, Limits, RunResult); isolation.py chooses the
-isolation level and keeps the host side tidy (uids, cgroups, leftovers); launcher.py is the launcher.
+isolation level and keeps the host side tidy (uids, cgroups, leftovers); launcher.py is the launcher;
+bwrap.py builds bwrap's command line and seccomp.py its seccomp filter.
 """
 from __future__ import annotations
 
@@ -69,7 +79,7 @@ class Limits:
     max_file_mb: int = 16
     """Largest file the program may write (RLIMIT_FSIZE); this also caps its stdout and stderr."""
     tmpfs_mb: int = 64
-    """Size of the private /tmp and of /dev/shm (namespaces mode); counts against host RAM."""
+    """Size of the private /tmp and of /dev/shm (bwrap and namespaces modes); counts against host RAM."""
     max_open_files: int = 256
     """RLIMIT_NOFILE."""
 
