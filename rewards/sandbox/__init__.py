@@ -179,11 +179,12 @@ def _run_in(base: str, workdir: str | None, cgroups: list[str], iso: Isolation, 
 
 def _nproc_base(iso: Isolation, uid: int | None) -> int:
     """Processes that count against the run's RLIMIT_NPROC besides the program's own."""
-    if iso.mode == "bwrap":
-        return 2  # bwrap itself and the namespace's PID 1 run as the run's uid too
-    # RLIMIT_NPROC counts per real uid (per user namespace on Linux >= 5.14): in basic mode as
-    # non-root the program shares our uid, so its allowance comes on top of what we already run.
-    return count_tasks(os.getuid()) if uid is None and iso.mode == "basic" else 0
+    # RLIMIT_NPROC counts per real uid, and on Linux >= 5.14 per user namespace as well, where a new
+    # namespace's processes also count for its creator's uid against the limit it had when it made it.
+    # As non-root in basic mode the program shares our uid, and in bwrap mode bwrap makes its user
+    # namespace as our uid after the limit is set: the allowance comes on top of what we already run.
+    ours = count_tasks(os.getuid()) if uid is None and iso.mode in ("basic", "bwrap") else 0
+    return ours + (2 if iso.mode == "bwrap" else 0)  # bwrap itself and its PID 1 run as the run's uid too
 
 
 def _read_text(path: str, limit: int) -> str:
