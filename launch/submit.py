@@ -7,7 +7,7 @@
 dir (default: the current folder) as the job's `runtime_env.working_dir` without run folders,
 checkpoints and weights (`EXCLUDES`), and starts this entrypoint on the head node:
 
-    python -m rl.cli train CONFIG --resume auto [overrides]
+    PYTHON -m rl.cli train CONFIG --resume auto [overrides]       (PYTHON: the interpreter of Ray on the head)
 
 `--resume auto` makes a resubmitted job continue from the run folder's last checkpoint (or start fresh
 when there is none), so the run folder must outlive the job: a relative `run.output_dir` is placed
@@ -42,6 +42,18 @@ EXCLUDES = [
 ]
 """Never uploaded with the working dir: environments, run folders, checkpoints and weights. Ray caps a
 working dir at 500 MiB (and copies it to every node), so a stray run folder would fail the upload."""
+
+HEAD_PYTHON = (
+    "py=$(sed -n 's#^.* \\(/.*\\)/lib/python[0-9.]*/site-packages/ray/_raylet\\.so$#\\1/bin/python#p' "
+    "/proc/$PPID/maps 2>/dev/null | head -n 1); [ -x \"$py\" ] || py=python; exec \"$py\" ")
+"""The entrypoint's interpreter: the one that runs Ray on the head. A job's shell inherits the raylet's
+PATH, where a bare `python` is often not the environment Ray was installed in (`.venv/bin/ray start`
+without activating the venv gives the system Python, and the job dies with "No module named 'torch'").
+Ray does not tell a job its interpreter (worker titles are rewritten and /proc/PID/exe is the base
+interpreter, not the venv), so we read it from the job supervisor (the shell's parent): the folder
+its `ray/_raylet.so` was loaded from is `PREFIX/lib/pythonX.Y/site-packages`, so the interpreter is
+PREFIX/bin/python. Where that cannot be read (no /proc), `python` on PATH. `rl train` itself names
+the interpreter it runs on when the project's dependencies are missing."""
 
 DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}
 """Job environment: unbuffered output, so `--wait` and `rl jobs logs` show progress as it happens."""
@@ -83,7 +95,7 @@ def plan_submission(config: str, overrides: list[str], *, working_dir: str = "."
     if resume not in ("auto", "never"):
         raise ConfigError(f"--resume {resume!r}: choose auto (continue from the last checkpoint) or never")
 
-    args = ["python", "-m", "rl.cli", "train", config_path.relative_to(wd).as_posix()]
+    args = ["-m", "rl.cli", "train", config_path.relative_to(wd).as_posix()]
     args += ["--resume", "auto"] if resume == "auto" else []
     runtime_env: dict[str, Any] = {"working_dir": str(wd), "excludes": EXCLUDES + list(excludes or []),
                                    "env_vars": {**DEFAULT_ENV, **parse_env(env or [])}}
@@ -92,7 +104,7 @@ def plan_submission(config: str, overrides: list[str], *, working_dir: str = "."
     if uv:
         runtime_env["uv"] = list(uv)
     metadata = {"rl_config": config_path.relative_to(wd).as_posix(), "rl_run": cfg.run.name}
-    return Submission(shlex.join(args + overrides), runtime_env, metadata, submission_id)
+    return Submission(HEAD_PYTHON + shlex.join(args + overrides), runtime_env, metadata, submission_id)
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:

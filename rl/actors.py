@@ -23,6 +23,7 @@ import torch
 
 from envs.tasks import Task
 from rl import checkpoint
+from rl.console import actor_console_env, console_level
 from rl.config import (ActorGroupConfig, BaseConfig, ConfigError, JudgeConfig, RewardModelConfig,
                        TrainConfig)
 from rl.models import resolve_model_path
@@ -32,23 +33,48 @@ Args = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def init_ray(cfg: BaseConfig, judge_roles: list[str] | None = None) -> bool:
-    """Join the cluster at cluster.address / $RAY_ADDRESS, or start a local one; True if we started it.
+    """Join the cluster at cluster.address / $RAY_ADDRESS (failing at once if the run can never fit it), or
+    start a local one; True when this call connected (the caller shuts Ray down at the end).
     `judge_roles` ("judge", "reward_model") are the model-reward actors the local cluster must fit too."""
     import ray
 
     if ray.is_initialized():
         return False
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        return True
-    groups = [cfg.learner]
+    groups = {"learner": cfg.learner}
     if isinstance(cfg, TrainConfig):
-        groups += [cfg.rollout, cfg.reward] + [judge_section(cfg, role) for role in judge_roles or []]
-    wanted = sum(g.num_workers * g.cpus_per_worker for g in groups)
+        groups |= {"rollout": cfg.rollout, "reward": cfg.reward}
+        groups |= {role: judge_section(cfg, role) for role in judge_roles or []}
+    if address:
+        ray.init(address=address, log_to_driver=True, logging_level=console_level())
+        check_cluster_fits(groups, ray.cluster_resources(), address)
+        return True  # ours to disconnect from at the end
+    wanted = sum(g.num_workers * g.cpus_per_worker for g in groups.values())
     num_cpus = cfg.cluster.num_cpus or max(int(wanted + 0.999), os.cpu_count() or 1)
-    ray.init(num_cpus=num_cpus, num_gpus=cfg.cluster.num_gpus, include_dashboard=False, log_to_driver=True)
+    # address="local": a new cluster of our own, even when `ray start` left one running on this machine
+    # (a bare ray.init() would join that one, with its own CPU count).
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=cfg.cluster.num_gpus, include_dashboard=False,
+             log_to_driver=True, logging_level=console_level())
     return True
+
+
+def check_cluster_fits(groups: dict[str, ActorGroupConfig], total: dict[str, float], address: str) -> None:
+    """Fail at once, naming what is missing, when the actors can never fit the cluster's total resources
+    (placement would otherwise wait for nodes that will not come, then fail minutes later)."""
+    wanted: dict[str, float] = {}
+    for group in groups.values():
+        bundle = {"CPU": group.cpus_per_worker, "GPU": group.gpus_per_worker, **group.resources}
+        for name, amount in bundle.items():
+            wanted[name] = wanted.get(name, 0.0) + amount * group.num_workers
+    short = {name: (amount, total.get(name, 0.0)) for name, amount in wanted.items()
+             if amount > total.get(name, 0.0) + 1e-9}
+    if short:
+        asked = "; ".join(f"{role}: {g.num_workers} x {g.cpus_per_worker:g} CPU" + (f" + {g.gpus_per_worker:g} GPU"
+                          if g.gpus_per_worker else "") for role, g in groups.items())
+        missing = ", ".join(f"{name} {need:g} wanted, {have:g} in all" for name, (need, have) in short.items())
+        raise ConfigError(f"the cluster at {address} can never fit this run: {missing} ({asked}). Lower the "
+                          "sections' cpus_per_worker / gpus_per_worker / num_workers (fractions are fine: Ray's "
+                          "CPU counts are logical), or add nodes")
 
 
 def actor_env(threads: int) -> dict[str, str]:
@@ -75,7 +101,7 @@ def create_group(role: str, group: ActorGroupConfig, cfg: BaseConfig, cls: type,
     for i in range(group.num_workers):
         options: dict[str, Any] = {
             "num_cpus": group.cpus_per_worker, "num_gpus": group.gpus_per_worker,
-            "runtime_env": {"env_vars": actor_env(group.threads)},
+            "runtime_env": {"env_vars": actor_env(group.threads) | actor_console_env()},
             "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)}
         if restartable:
             options["max_restarts"] = cfg.cluster.max_actor_restarts  # in-flight work: rl/fault.py

@@ -1,7 +1,7 @@
 """The `rl` command.
 
     rl train CONFIG [--steps N] [--output-dir DIR] [--resume [auto]] [--section.field VALUE ...]
-    rl submit CONFIG --address http://HEAD:8265 [--wait] [--working-dir DIR] [overrides]  (launch/submit.py)
+    rl submit CONFIG --address http://HEAD:8265 [--wait] [--steps N] [--output-dir DIR] [overrides]  (launch/submit.py)
     rl jobs list|status|logs|stop [JOB_ID] --address http://HEAD:8265 [--follow]         (launch/submit.py)
     rl score --reward NAME --completion TEXT [--row JSON] [--kwargs JSON]
     rl models [prepare NAME]
@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+from rl.console import setup_console
 
 
 def split_overrides(extra: list[str]) -> list[str]:
@@ -41,19 +42,30 @@ def split_overrides(extra: list[str]) -> list[str]:
     return overrides
 
 
-def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    from rl.config import load_config
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The shortcuts `rl train` and `rl submit` share; each is an override of the config."""
+    p.add_argument("--steps", type=int, help="run.steps")
+    p.add_argument("--output-dir", help="run.output_dir")
+    p.add_argument("--algo", help="a policy-loss preset: grpo, dapo, dr_grpo, gspo (configs/algos/) or a YAML file")
 
-    overrides = algo_overrides(args.algo) + split_overrides(extra)  # explicit overrides win over the preset
+
+def run_overrides(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """The overrides of `add_run_arguments` plus `--section.field VALUE` pairs; explicit pairs win over --algo."""
+    overrides = algo_overrides(args.algo) + split_overrides(extra)
     if args.steps is not None:
         overrides.append(f"run.steps={args.steps}")
     if args.output_dir is not None:
         overrides.append(f"run.output_dir={args.output_dir}")
-    cfg = load_config(args.config, overrides)
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from rl.config import load_config
+
+    cfg = load_config(args.config, run_overrides(args, extra))
     from rl.driver import train
 
-    out = train(cfg, resume=resume_wanted(args.resume, cfg.output_dir))
-    print(f"run finished: {out}")
+    train(cfg, resume=resume_wanted(args.resume, cfg.output_dir))  # prints the closing summary
     return 0
 
 
@@ -87,7 +99,7 @@ def resume_wanted(flag: str | None, out_dir: Path) -> bool:
 def cmd_submit(args: argparse.Namespace, extra: list[str]) -> int:
     from launch.submit import cmd_submit as submit
 
-    return submit(args, split_overrides(extra))
+    return submit(args, run_overrides(args, extra))
 
 
 def cmd_jobs(args: argparse.Namespace, extra: list[str]) -> int:
@@ -215,9 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run GRPO (extra --section.field VALUE pairs override the config)")
     p.add_argument("config")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--output-dir")
-    p.add_argument("--algo", help="a policy-loss preset: grpo, dapo, dr_grpo, gspo (configs/algos/) or a YAML file")
+    add_run_arguments(p)
+    p.add_argument("--verbose", action="store_true",
+                   help="print the libraries' INFO lines and known-harmless warnings too (else in RUN/console.log)")
     p.add_argument("--resume", nargs="?", const="always", choices=["always", "auto"], metavar="auto",
                    help="continue from the run folder's last checkpoint; `--resume auto`: only if the folder "
                         "holds a run, else start fresh (the default of `rl submit`)")
@@ -227,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="submit `rl train` to a Ray cluster as a Ray job (docs/cluster.md)")
     add_submit_args(p)
+    add_run_arguments(p)
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("jobs", help="list Ray jobs, or show the status / logs of one, or stop it")
@@ -289,15 +302,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    from rl.config import ConfigError
-
+    setup_console(getattr(args, "verbose", False))
     try:
-        return args.func(args, extra)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"rl {args.command}: error: {exc}", file=sys.stderr)
+        from rl.config import ConfigError
+
+        try:
+            return args.func(args, extra)
+        except (ConfigError, FileNotFoundError) as exc:
+            print(f"rl {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in ("rl", "rewards", "envs", "launch"):
+            raise  # our own bug, not the environment
+        # E.g. a Ray job started with the wrong interpreter: say which one, not only "No module named 'torch'".
+        print(f"rl {args.command}: error: this Python ({sys.executable}) lacks {exc.name!r}, which the project "
+              "needs: run rl with the interpreter it was installed into (`bash launch/setup.sh` makes .venv; on "
+              "a cluster, start Ray with that environment's `ray`, e.g. .venv/bin/ray start)", file=sys.stderr)
         return 2
 
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from launch.submit import EXCLUDES, default_address, plan_submission, use_token_if_available
+import launch.submit
+from launch.submit import EXCLUDES, HEAD_PYTHON, default_address, plan_submission, use_token_if_available
+from rl.actors import check_cluster_fits
 from rl.cli import main, resume_wanted
-from rl.config import ConfigError
+from rl.config import ConfigError, load_config
 from tests.helpers import ROOT
+
+
+def job_args(entrypoint: str) -> list[str]:
+    assert entrypoint.startswith(HEAD_PYTHON)
+    return shlex.split(entrypoint.removeprefix(HEAD_PYTHON))
 
 
 
@@ -22,8 +31,8 @@ def _repo_root(monkeypatch):
 
 def test_job_runs_rl_train_with_resume_auto_in_the_uploaded_repo():
     sub = plan_submission("configs/tiny.yaml", ["run.steps=3", "data.tasks=[{name: arithmetic, size: 8}]"])
-    args = shlex.split(sub.entrypoint)
-    assert args[:7] == ["python", "-m", "rl.cli", "train", "configs/tiny.yaml", "--resume", "auto"]
+    args = job_args(sub.entrypoint)
+    assert args[:6] == ["-m", "rl.cli", "train", "configs/tiny.yaml", "--resume", "auto"]
     assert "data.tasks=[{name: arithmetic, size: 8}]" in args, "an override with spaces survives the shell"
     # The job's working dir is deleted by Ray: a relative run folder goes under --runs-root instead.
     assert args[-1] == "run.output_dir=~/rl-runs/runs/${run.name}"
@@ -37,7 +46,7 @@ def test_options_reach_the_runtime_env():
     sub = plan_submission("configs/tiny.yaml", ["run.output_dir=/shared/runs/a"], runs_root="/nfs", resume="never",
                           env=["WANDB_MODE=online", "X=a=b"], pip=["sympy==1.13"], excludes=["data/big/"],
                           submission_id="rl-a")
-    args = shlex.split(sub.entrypoint)
+    args = job_args(sub.entrypoint)
     assert "--resume" not in args and args[-1] == "run.output_dir=/shared/runs/a", "absolute run folders are kept"
     assert sub.runtime_env["env_vars"] == {"PYTHONUNBUFFERED": "1", "WANDB_MODE": "online", "X": "a=b"}
     assert sub.runtime_env["pip"] == ["sympy==1.13"] and sub.runtime_env["excludes"] == EXCLUDES + ["data/big/"]
@@ -104,3 +113,57 @@ def test_resume_auto_continues_a_run_folder_and_starts_a_new_one(tmp_path):
 def test_unreachable_job_api_is_a_clear_error(capsys):
     assert main(["jobs", "list", "--address", "http://127.0.0.1:9"]) == 2
     assert "cannot reach the Ray job API at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_the_job_runs_on_the_interpreter_that_runs_ray(tmp_path):
+    """The job's shell finds the interpreter of its parent (the job supervisor, a Ray worker) from the
+    ray/_raylet.so it loaded; a parent without Ray leaves `python` on PATH."""
+    import ray._raylet  # noqa: F401  (this process plays the job supervisor)
+
+    probe = HEAD_PYTHON + "-c 'import sys; print(sys.prefix)'"
+    with_ray = subprocess.run(["/bin/sh", "-c", probe], capture_output=True, text=True, check=True)
+    assert with_ray.stdout.strip() == sys.prefix, "the venv's interpreter, not the base one or PATH's"
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho PATH-python\n")
+    fake.chmod(0o755)
+    no_ray = subprocess.run(["/bin/sh", "-c", f"/bin/sh -c {shlex.quote(probe)}"], capture_output=True, text=True,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, check=True)
+    assert no_ray.stdout.strip() == "PATH-python"
+
+
+def test_missing_dependencies_name_the_interpreter(monkeypatch, capsys):
+    def no_torch(args, extra):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr("rl.cli.cmd_report", no_torch)
+    assert main(["report", "some/run"]) == 2
+    err = capsys.readouterr().err
+    assert sys.executable in err and "'torch'" in err and "launch/setup.sh" in err
+
+
+def test_submit_takes_the_same_overrides_as_train(monkeypatch):
+    submitted = {}
+
+    class FakeJobs:
+        def submit_job(self, **kwargs):
+            submitted.update(kwargs)
+            return "raysubmit_x"
+
+    monkeypatch.setattr(launch.submit, "client", lambda address: FakeJobs())
+    assert main(["submit", "configs/tiny.yaml", "--address", "http://127.0.0.1:9", "--steps", "2", "--output-dir",
+                 "/shared/run", "--algo", "dapo", "--rollout.group_size", "4"]) == 0
+    args = job_args(submitted["entrypoint"])
+    assert {"run.steps=2", "run.output_dir=/shared/run", "rollout.group_size=4", "grpo.mask_truncated=true"} <= set(args)
+    assert main(["submit", "configs/tiny.yaml", "--address", "http://127.0.0.1:9", "--steps", "0"]) == 2, \
+        "checked before upload"
+
+
+def test_a_run_that_can_never_fit_the_cluster_fails_at_once_naming_what_is_missing():
+    cfg = load_config(ROOT / "configs/tiny.yaml")
+    groups = {"learner": cfg.learner, "rollout": cfg.rollout, "reward": cfg.reward}
+    check_cluster_fits(groups, {"CPU": 2.0}, "ray://head")  # the embedded default fits a 2-core head
+    with pytest.raises(ConfigError, match=r"CPU 2 wanted, 1 in all"):
+        check_cluster_fits(groups, {"CPU": 1.0}, "ray://head")
+    cfg.learner.gpus_per_worker = 1
+    with pytest.raises(ConfigError, match=r"GPU 1 wanted, 0 in all.*learner: 1 x 1 CPU \+ 1 GPU"):
+        check_cluster_fits(groups, {"CPU": 8.0}, "ray://head")
