@@ -25,17 +25,19 @@ import torch
 
 from envs.tasks import Task, load_task
 from rewards.worker import stats_in_pool
-from rl import fault, grpo
+from rl import checkpoint, fault, grpo
 from rl.actors import (create_judges, create_learners, create_reward_workers, create_rollout_workers, init_ray,
                        plan_judges, save_checkpoint)
 from rl.checkpoint import prepare_run_dir
 from rl.config import TrainConfig
 from rl.config_io import to_dict
+from rl.console import log_to_run_folder
 from rl.data import TaskMix
 from rl.evaluate import evaluate
 from rl.metrics import RunLogger, rollout_metrics, write_rollouts
 from rl.models import resolve_model_path
 from rl.pipeline import RolloutsAhead
+from rl.report import summary, write_report
 from rl.round import RoundWorkers, ScoredRollouts, check_prompt_lengths, collate, run_round, step_batch
 from rl.weight_sync import ObjectStoreSync, PublishedWeights
 
@@ -55,7 +57,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     check_prompt_lengths(tasks, tokenizer, cfg.rollout.max_prompt_tokens)
     judge_models = plan_judges(cfg, tasks)
     start_step, resume_from, run_id = prepare_run_dir(out, cfg, resume)
+    log_to_run_folder(out)  # the libraries' INFO lines (and the actors' output) go there, not to the console
     mix = TaskMix(tasks, cfg.run.seed)
+    started = time.monotonic()
 
     # 2. The cluster and the actor groups, in order: learner, rollout, judges (if used), reward.
     started_ray = init_ray(cfg, list(judge_models))
@@ -98,7 +102,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     finally:
         if started_ray:
             ray.shutdown()
+    print(closing_summary(out, time.monotonic() - started), flush=True)
     return out
+
+
+def closing_summary(out: Path, wall_s: float) -> str:
+    """Write report.png/html and say what the run did and where to look (a failed report is only a warning)."""
+    report = None
+    try:
+        report, _ = write_report(out)
+    except Exception as exc:  # noqa: BLE001 - the run is done and saved; a plotting problem must not fail it
+        log.warning("could not write the report (rl report %s retries): %s", out, exc)
+    latest = checkpoint.latest_checkpoint(out)
+    return summary(out, wall_s, latest[0] if latest else None, report)
 
 
 def grpo_step(step: int, batch: ScoredRollouts, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learners: list,

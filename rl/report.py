@@ -130,3 +130,35 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> tuple[Path, Path
     plot(records, png)
     page.write_text(render_html(records, png, run_dir))
     return page, png
+
+
+def window_mean(records: list[dict[str, Any]], key: str, first: bool, n: int = 5) -> float | None:
+    """Mean of `key` over the first (or last) `n` steps that logged it."""
+    values = series(records, key)[1]
+    chosen = values[:n] if first else values[-n:]
+    return sum(chosen) / len(chosen) if chosen else None
+
+
+def accuracy_key(records: list[dict[str, Any]]) -> str | None:
+    """The accuracy to summarise: the only task's, else none (a mix has one per task, in the report)."""
+    tasks = task_names(records)
+    return f"reward/{tasks[0]}/accuracy" if len(tasks) == 1 else None
+
+
+def summary(run_dir: Path, wall_s: float, checkpoint: Path | None, report: Path | None) -> str:
+    """What a run did, in a few lines, for the end of `rl train`."""
+    records = read_metrics(run_dir)
+    steps = len(records)
+    n = min(5, max(1, steps // 2))  # first and last windows never overlap
+    lines = [f"run finished: {steps} steps in {wall_s / 60:.1f} min ({wall_s / max(steps, 1):.1f} s/step)"]
+    keys = [("reward", "reward/mean")] + ([("accuracy", key)] if (key := accuracy_key(records)) else [])
+    for label, key in keys:
+        start, end = window_mean(records, key, True, n), window_mean(records, key, False, n)
+        if start is not None and end is not None:
+            lines.append(f"  {label:<9} {start:.3f} (first {n} steps) -> {end:.3f} (last {n}), {end - start:+.3f}")
+    lines.append(f"  run folder {run_dir}  (metrics.jsonl, rollouts/, console.log)")
+    if report is not None:
+        lines.append(f"  report     {report}")
+    if checkpoint is not None:
+        lines.append(f"  checkpoint {checkpoint}")
+    return "\n".join(lines)

@@ -48,6 +48,15 @@ def test_two_grpo_steps_train_the_model(tiny_model, tmp_path):
     assert len(changed) > len(initial) // 2, "GRPO steps must update most parameters"
     assert (run / "checkpoints" / "step_000002" / "deepspeed").is_dir()
 
+    # The console: the closing summary; the libraries' INFO lines (vLLM's, DeepSpeed's) only in console.log.
+    assert "run finished: 2 steps" in proc.stdout and f"checkpoint {run / 'checkpoints' / 'step_000002'}" in proc.stdout
+    assert "reward " in proc.stdout and (run / "report.png").is_file() and (run / "report.html").is_file()
+    console = proc.stdout + proc.stderr
+    assert " INFO " not in console.replace("INFO rl", "").replace("INFO rewards", ""), console[-3000:]
+    assert "Failed to load weights" not in console
+    log = (run / "console.log").read_text()
+    assert "vllm" in log.lower() and "INFO" in log, "what the console hides is kept in the run folder"
+
 
 def test_resume_after_sigkill_continues_at_the_right_step(tiny_model, tmp_path):
     run = tmp_path / "run"
