@@ -6,7 +6,9 @@ when used). A user task is declared in YAML, either pointing `source` at a data 
 
 Rows are plain dicts. Each carries `task` and either `prompt` (the user message text) or `messages`
 (a chat), plus whatever fields its rewards need (`answer`, `tests`, ...). Rows are checked when loaded:
-a row missing a field its rewards require fails with the file and row number.
+a row missing a field its rewards require (`rewards.base.reward_spec(required=...)`) fails with the
+file and line (or row) number. JSON lines files are read here, line by line, so that a line that is
+not UTF-8 or not JSON is named too; other formats are read with `datasets`.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from envs.base import env_prompt, get_env
-from rewards.base import required_fields
+from rewards.base import missing_fields, required_fields
 from rewards.registry import get_reward
 from rewards.spec import RewardSpec
 from rl.config_io import ConfigError
@@ -154,8 +156,9 @@ def get_task_spec(name: str) -> TaskSpec:
 def load_task(cfg: TaskConfig, seed: int) -> Task:
     """Build a task's rows (train + eval) and check every row against its rewards."""
     source = cfg.source or cfg.name
+    labels = None
     if _is_file_or_hub(source):
-        rows = _load_dataset_rows(source, cfg)
+        rows, labels = _load_dataset_rows(source, cfg)
         rewards, system, where = cfg.rewards, cfg.system_prompt, source
         threshold, from_flags = 1.0, False
         env = cfg.env
@@ -172,7 +175,7 @@ def load_task(cfg: TaskConfig, seed: int) -> Task:
         threshold, from_flags = spec.success_threshold, spec.thinking_from_flags
         env = cfg.env or spec.env
     rows = [{**row, "task": cfg.name} for row in rows]
-    check_rows(rows, rewards, cfg.name, where)
+    check_rows(rows, rewards, cfg.name, where, labels)
     # Reward files are found from here; the reward actors run in other working directories.
     rewards = [dataclasses.replace(r, name=absolute_import_string(r.name)) for r in rewards]
     # a fixed shuffle before the split, so a file sorted by difficulty still gets a fair eval split
@@ -213,22 +216,28 @@ def _row_key(row: Row) -> str:
     return json.dumps(row, sort_keys=True, default=str)
 
 
-def check_rows(rows: list[Row], rewards: list[RewardSpec], task: str, where: str) -> None:
-    """Fail at load time, naming the source and row, when a row lacks what the task needs."""
+def check_rows(rows: list[Row], rewards: list[RewardSpec], task: str, where: str,
+               labels: list[str] | None = None) -> None:
+    """Fail at load time, naming the source and row, when a row lacks what the task needs.
+
+    labels: where each row is in `where` ("line 7" of a JSON lines file); default "row 1", "row 2", ...
+    """
     if not rows:
         raise ConfigError(f"task {task!r}: {where} produced no rows")
-    needed = {"prompt or messages"}
-    for spec in rewards:
-        needed |= set(required_fields(get_reward(spec.name, **spec.kwargs)))
+    needs = [(spec.key, required_fields(get_reward(spec.name, **spec.kwargs))) for spec in rewards]
     for i, row in enumerate(rows):
-        if "prompt" not in row and "messages" not in row:
-            raise ConfigError(f"{where}: row {i} of task {task!r} has neither `prompt` nor `messages` "
+        label = labels[i] if labels is not None else f"row {i + 1}"
+        if row.get("prompt") is None and row.get("messages") is None:
+            raise ConfigError(f"{where}: {label} of task {task!r} has neither `prompt` nor `messages` "
                               f"(fields: {sorted(row)}); map a column with the task's `columns` setting")
-        missing = sorted(f for f in needed - {"prompt or messages"} if row.get(f) is None)
-        if missing:
-            raise ConfigError(f"{where}: row {i} of task {task!r} is missing field(s) {missing} that its "
-                              f"rewards need (row fields: {sorted(row)}); fix the data or map a column "
-                              "with `columns: {dataset_column: field}`")
+        for reward, fields in needs:
+            missing = missing_fields(row, fields)
+            if missing:
+                either = "".join(f" ({' or '.join(f.split('|'))}: either one)" for f in missing if "|" in f)
+                raise ConfigError(
+                    f"{where}: {label} of task {task!r} is missing field(s) {missing}{either} that reward "
+                    f"{reward!r} needs (row fields: {sorted(row)}); add the field to that row, or map a column "
+                    "to it with the task's `columns: {dataset_column: field}`")
 
 
 def _is_file_or_hub(source: str) -> bool:
@@ -237,29 +246,120 @@ def _is_file_or_hub(source: str) -> bool:
     return Path(source).suffix in {".jsonl", ".json", ".parquet", ".csv"} or "/" in source
 
 
-def _load_dataset_rows(source: str, cfg: TaskConfig) -> list[Row]:
-    """Read a local file or hub dataset with `datasets`, rename columns, check `task` values."""
-    import datasets
-
+def _load_dataset_rows(source: str, cfg: TaskConfig) -> tuple[list[Row], list[str]]:
+    """Read a local file or hub dataset, rename columns, check `task` values; (rows, where each row is)."""
     path = Path(source).expanduser()
+    limit = cfg.size + cfg.eval_size
     if path.suffix in {".jsonl", ".json", ".parquet", ".csv"}:
         if not path.is_file():
             raise ConfigError(f"task {cfg.name!r}: data file {path} does not exist")
-        kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}[path.suffix]
-        try:
-            ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-        except Exception as exc:  # datasets wraps parse errors in many types; name the file
-            raise ConfigError(f"task {cfg.name!r}: cannot read {path}: {exc}") from exc
+        if path.suffix in {".jsonl", ".json"}:
+            array = path.suffix == ".json" and _json_array(path)
+            rows, labels = (_read_json_array if array else _read_json_lines)(path, limit)
+            columns = dict.fromkeys(key for row in rows for key in row)  # as `datasets` would: one set of
+            rows = [{key: row.get(key) for key in columns} for row in rows]  # columns, None where a row has none
+        else:
+            rows = _read_with_datasets(path, cfg.name, limit)
+            labels = [f"row {i + 1}" for i in range(len(rows))]
     else:
+        import datasets
+
         ds = datasets.load_dataset(source, split=cfg.options.get("split", "train"))
+        rows = [dict(r) for r in ds.select(range(min(len(ds), limit)))]
+        labels = [f"row {i + 1}" for i in range(len(rows))]
     if cfg.columns:
-        missing = [c for c in cfg.columns if c not in ds.column_names]
-        if missing:
-            raise ConfigError(f"task {cfg.name!r}: columns {missing} not in {source} (has {ds.column_names})")
-        ds = ds.rename_columns(cfg.columns)
-    rows = [dict(r) for r in ds.select(range(min(len(ds), cfg.size + cfg.eval_size)))]
-    for i, row in enumerate(rows):
+        rows = _rename_columns(rows, cfg.columns, cfg.name, source)
+    for row, label in zip(rows, labels):
         if row.get("task") not in (None, cfg.name):
-            raise ConfigError(f"{source}: row {i} has task {row['task']!r}, but this file is declared as "
+            raise ConfigError(f"{source}: {label} has task {row['task']!r}, but this file is declared as "
                               f"task {cfg.name!r}; fix the row or split the file per task")
-    return rows
+    return rows, labels
+
+
+def _rename_columns(rows: list[Row], columns: dict[str, str], task: str, source: str) -> list[Row]:
+    present = set().union(*(row.keys() for row in rows)) if rows else set()
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise ConfigError(f"task {task!r}: columns {missing} not in {source} (has {sorted(present)})")
+    clashes = sorted(t for t in columns.values() if t in present and t not in columns)
+    if clashes:
+        raise ConfigError(f"task {task!r}: `columns` renames to {clashes}, which {source} already has; "
+                          "rename or drop the existing column first")
+    return [{columns.get(k, k): v for k, v in row.items()} for row in rows]
+
+
+def _json_array(path: Path) -> bool:
+    """Whether a .json file holds one JSON array (read with `datasets`) rather than JSON lines."""
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
+
+
+def _read_json_lines(path: Path, limit: int) -> tuple[list[Row], list[str]]:
+    """The first `limit` rows of a JSON lines file, one object per non-blank line; a line that is not UTF-8,
+    not JSON or not an object raises ConfigError naming the file and the line (1-based)."""
+    rows: list[Row] = []
+    labels: list[str] = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if len(rows) >= limit:
+                break
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{path}, line {number}: not valid UTF-8 (byte {exc.start + 1} of the line is "
+                                  f"{raw[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
+                where = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+                raise ConfigError(f"{path}, line {number}{where}: not valid JSON ({getattr(exc, 'msg', exc)}); each "
+                                  "line of a .jsonl file holds one JSON object") from None
+            if not isinstance(row, dict):
+                raise ConfigError(f"{path}, line {number}: a JSON {type(row).__name__}, not an object; each line "
+                                  'of a .jsonl file holds one row as an object, e.g. {"prompt": ..., "answer": ...}')
+            rows.append(row)
+            labels.append(f"line {number}")
+    return rows, labels
+
+
+def _read_json_array(path: Path, limit: int) -> tuple[list[Row], list[str]]:
+    """The first `limit` objects of a .json file that holds one array of row objects."""
+    _check_utf8(path)
+    try:
+        items = json.loads(path.read_text(encoding="utf-8-sig"))
+    except ValueError as exc:
+        where = f", line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ConfigError(f"{path}{where}: not valid JSON ({getattr(exc, 'msg', exc)}); a .json task file holds "
+                          "an array of row objects (or one object per line)") from None
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: a .json task file holds an array of row objects, got a {type(items).__name__}")
+    for i, item in enumerate(items[:limit]):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}: row {i + 1} is a JSON {type(item).__name__}, not an object")
+    return items[:limit], [f"row {i + 1}" for i in range(min(len(items), limit))]
+
+
+def _read_with_datasets(path: Path, task: str, limit: int) -> list[Row]:
+    """A .parquet or .csv file through `datasets`; a .csv file is checked to be UTF-8 first."""
+    import datasets
+
+    if path.suffix == ".csv":
+        _check_utf8(path)
+    kind = {".parquet": "parquet", ".csv": "csv"}[path.suffix]
+    try:
+        ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+    except Exception as exc:  # datasets wraps parse errors in many types; name the file
+        raise ConfigError(f"task {task!r}: cannot read {path}: {exc}") from exc
+    return [dict(r) for r in ds.select(range(min(len(ds), limit)))]
+
+
+def _check_utf8(path: Path) -> None:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{path}, line {number}: not valid UTF-8 (byte {exc.start + 1} of the line is "
+                                  f"{raw[exc.start:exc.start + 1]!r}); save the file as UTF-8") from None

@@ -10,7 +10,8 @@ agent tasks). Extra row fields must be ignored, so every reward takes `**row`. `
 applicable to this sample" and is left out of weighted sums. A reward may be `async def`.
 
 `reward_spec` marks what a reward needs, so the task loader can reject a dataset row that lacks a
-required field at load time (naming the file and row) instead of at step 500.
+required field at load time (naming the file and line) instead of at step 500. An entry "tests|test"
+of `required` is a choice: the row needs at least one of those fields.
 """
 from __future__ import annotations
 
@@ -39,8 +40,13 @@ class RewardResult:
 def reward_spec(*, required: tuple[str, ...] = (), raw_completion: bool = False):
     """Declare the row fields a reward needs and whether it wants the raw completion (with thinking).
 
-    This only sets two attributes on the function; it is optional for user rewards.
+    required: row fields that must be present and not None; "a|b" accepts either field (e.g. the code
+    reward's `("tests|test",)`). This only sets two attributes on the function; it is optional for
+    user rewards.
     """
+    if isinstance(required, str) or not all(isinstance(f, str) and f.strip("|") for f in required):
+        raise TypeError(f"reward_spec(required=...) takes a tuple of field names such as ('answer',) or "
+                        f"('tests|test',), got {required!r}")
 
     def mark(fn: RewardFn) -> RewardFn:
         fn.required_fields = tuple(required)
@@ -57,6 +63,12 @@ def required_fields(fn: Any) -> tuple[str, ...]:
     return tuple(getattr(fn, "required_fields", ()))
 
 
+def missing_fields(row: dict[str, Any], fields: tuple[str, ...] | list[str]) -> list[str]:
+    """The entries of `fields` (as `reward_spec` declares them) that `row` lacks: a field counts when
+    its value is not None; "a|b" counts when any of its alternatives does."""
+    return [f for f in fields if all(row.get(name) is None for name in f.split("|"))]
+
+
 def wants_raw_completion(fn: Any) -> bool:
     while hasattr(fn, "func") and not hasattr(fn, "raw_completion"):
         fn = fn.func
@@ -65,7 +77,7 @@ def wants_raw_completion(fn: Any) -> bool:
 
 def require(row: dict[str, Any], reward: str, *fields: str) -> None:
     """Raise a clear error when `row` lacks a field that reward `reward` needs."""
-    missing = [f for f in fields if f not in row or row[f] is None]
+    missing = missing_fields(row, fields)
     if missing:
         raise ValueError(
             f"reward {reward!r} needs row field(s) {missing}; the row has {sorted(row)}. "

@@ -69,7 +69,7 @@ class TestCase:
 
 # `tests` OR `test` is required: checked in the function, with a clear message. raw_completion: the
 # runner's thinking split strips the answer, which would unindent a HumanEval-style body; see answer_text.
-@reward_spec(raw_completion=True)
+@reward_spec(required=("tests|test",), raw_completion=True)
 def code_reward(completion: str, *, tests: Any = None, entry_point: str | None = None,
                 prompt: Any = None, test: str | None = None, timeout_s: float = 4.0,
                 total_timeout_s: float = 8.0, memory_mb: int = 1024, **row: Any) -> RewardResult:

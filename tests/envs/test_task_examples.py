@@ -49,5 +49,5 @@ def test_example_task_row_without_its_field_fails_at_load(in_repo, tmp_path):
 
     cfg = load_config(CONFIG)
     words = load_task(cfg.data.tasks[1], 0)
-    with pytest.raises(ValueError, match=r"row 0 of task 'reverse_words' is missing field\(s\) \['word'\]"):
+    with pytest.raises(ValueError, match=r"row 1 of task 'reverse_words' is missing field\(s\) \['word'\]"):
         check_rows([{"prompt": "x"}], words.rewards, "reverse_words", "my rows")

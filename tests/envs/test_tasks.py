@@ -135,7 +135,8 @@ def test_file_row_missing_a_reward_field_names_file_and_row(tmp_path):
     data = write_jsonl(tmp_path / "qa.jsonl", [{"prompt": "1+1?", "answer": "2"}, {"prompt": "2+2?"}])
     cfg = TaskConfig(name="qa", source=str(data), rewards=[{"name": "math"}], eval_size=0)
     cfg.rewards = [RewardSpec("math")]
-    with pytest.raises(ConfigError, match=r"qa\.jsonl: row 1 of task 'qa' is missing field\(s\) \['answer'\]"):
+    with pytest.raises(ConfigError, match=r"qa\.jsonl: line 2 of task 'qa' is missing field\(s\) \['answer'\] that "
+                                          r"reward 'math' needs"):
         load_task(cfg, seed=0)
 
 
@@ -144,7 +145,7 @@ def test_file_row_of_another_task_names_file_and_row(tmp_path):
 
     data = write_jsonl(tmp_path / "mixed.jsonl", [{"prompt": "a", "answer": "1", "task": "qa"},
                                                   {"prompt": "b", "answer": "2", "task": "unknown_task"}])
-    with pytest.raises(ConfigError, match=r"mixed\.jsonl: row 1 has task 'unknown_task'"):
+    with pytest.raises(ConfigError, match=r"mixed\.jsonl: line 2 has task 'unknown_task'"):
         load_task(TaskConfig(name="qa", source=str(data), rewards=[RewardSpec("math")]), seed=0)
 
 
@@ -152,7 +153,7 @@ def test_file_row_without_prompt_and_unknown_source(tmp_path):
     from rewards.spec import RewardSpec
 
     data = write_jsonl(tmp_path / "bad.jsonl", [{"question": "1+1?", "answer": "2"}])
-    with pytest.raises(ConfigError, match=r"row 0 of task 'qa' has neither `prompt` nor `messages`"):
+    with pytest.raises(ConfigError, match=r"line 1 of task 'qa' has neither `prompt` nor `messages`"):
         load_task(TaskConfig(name="qa", source=str(data), rewards=[RewardSpec("math")]), seed=0)
     # the column mapping fixes it
     task = load_task(TaskConfig(name="qa", source=str(data), rewards=[RewardSpec("math")],
@@ -160,6 +161,65 @@ def test_file_row_without_prompt_and_unknown_source(tmp_path):
     assert task.train[0]["prompt"] == "1+1?"
     with pytest.raises(ConfigError, match="unknown task source 'no_such_task'.*Built-ins"):
         load_task(TaskConfig(name="no_such_task"), seed=0)
+
+
+def code_task(data: Path) -> TaskConfig:
+    return TaskConfig(name="py", source=str(data), rewards=[RewardSpec("code")], eval_size=0)
+
+
+def test_code_row_without_tests_fails_at_load_time_with_its_line(tmp_path):
+    data = tmp_path / "code.jsonl"
+    data.write_text(json.dumps({"prompt": "add", "tests": ["assert add(1, 2) == 3"]}) + "\n\n"  # a blank line counts
+                    + json.dumps({"prompt": "HumanEval style", "test": "def check(c): pass", "entry_point": "f"}) + "\n"
+                    + json.dumps({"prompt": "no tests", "tests": None}) + "\n")
+    with pytest.raises(ConfigError, match=r"code\.jsonl: line 4 of task 'py' is missing field\(s\) \['tests\|test'\] "
+                                          r"\(tests or test: either one\) that reward 'code' needs.*columns"):
+        load_task(code_task(data), seed=0)
+    data.write_text(data.read_text().rsplit("\n", 2)[0] + "\n")  # without the last row: `tests` or `test` will do
+    assert len(load_task(code_task(data), seed=0).train) == 2
+
+
+def test_required_fields_with_alternatives():
+    from rewards.base import missing_fields, reward_spec
+
+    assert missing_fields({"test": "def check(c): ...", "answer": None}, ("tests|test", "answer")) == ["answer"]
+    assert missing_fields({"tests": None}, ("tests|test",)) == ["tests|test"]
+    with pytest.raises(TypeError, match="tuple of field names"):
+        reward_spec(required="answer")  # a bare string would read as the fields 'a', 'n', 's', ...
+
+
+def test_invalid_utf8_and_json_name_the_file_and_line(tmp_path):
+    good = json.dumps({"prompt": "1+1?", "answer": "2"}).encode() + b"\n"
+    cases = {
+        b'{"prompt": "caf\xe9", "answer": "1"}\n': r"line 3: not valid UTF-8 \(byte 16 of the line is b'\\xe9'\)",
+        b'{"prompt": "x", "answer": }\n': r"line 3, column 27: not valid JSON \(Expecting value\)",
+        b'["prompt", "answer"]\n': r"line 3: a JSON list, not an object",
+    }
+    for bad, message in cases.items():
+        data = tmp_path / "qa.jsonl"
+        data.write_bytes(good + good + bad + good)
+        with pytest.raises(ConfigError, match=r"qa\.jsonl, " + message):
+            load_task(TaskConfig(name="qa", source=str(data), rewards=[RewardSpec("math")]), seed=0)
+    array = tmp_path / "qa.json"
+    array.write_text('[{"prompt": "1+1?", "answer": "2"},\n {"prompt": "x" "answer": "1"}]')
+    with pytest.raises(ConfigError, match=r"qa\.json, line 2, column 17: not valid JSON"):
+        load_task(TaskConfig(name="qa", source=str(array), rewards=[RewardSpec("math")]), seed=0)
+    table = tmp_path / "qa.csv"
+    table.write_bytes(b"prompt,answer\n1+1?,2\ncaf\xe9,1\n")
+    with pytest.raises(ConfigError, match=r"qa\.csv, line 3: not valid UTF-8"):
+        load_task(TaskConfig(name="qa", source=str(table), rewards=[RewardSpec("math")]), seed=0)
+
+
+def test_json_array_file_and_columns(tmp_path):
+    array = tmp_path / "qa.json"
+    array.write_text(json.dumps([{"question": "1+1?", "gold": "2"}, {"question": "2+2?"}]))
+    cfg = TaskConfig(name="qa", source=str(array), rewards=[RewardSpec("math")], eval_size=0,
+                     columns={"question": "prompt", "gold": "answer"})
+    with pytest.raises(ConfigError, match=r"qa\.json: row 2 of task 'qa' is missing field\(s\) \['answer'\]"):
+        load_task(cfg, seed=0)
+    array.write_text(json.dumps([{"question": "1+1?", "gold": "2", "answer": "3"}]))
+    with pytest.raises(ConfigError, match=r"renames to \['answer'\], which .* already has"):
+        load_task(cfg, seed=0)
 
 
 def test_unknown_generator_option_is_an_error():

@@ -69,5 +69,5 @@ def test_rows_missing_a_required_field_are_named_at_load_time(tmp_path, in_repo)
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps({"prompt": "How far?", "unit": "km"}) + "\n")
     cfg = TaskConfig(name="units", source=str(data), rewards=load_config("examples/my_reward.yaml").data.tasks[0].rewards)
-    with pytest.raises(ConfigError, match=r"row 0 of task 'units' is missing field\(s\) \['answer'\]"):
+    with pytest.raises(ConfigError, match=r"line 1 of task 'units' is missing field\(s\) \['answer'\]"):
         load_task(cfg, 0)
