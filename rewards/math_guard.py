@@ -35,7 +35,7 @@ MAX_TREE_DEPTH = 24
 """Depth of a parsed answer's sympy tree (math-verify's own tests: at most 8)."""
 MAX_LOG10 = 100_000
 """Decimal digits any numeric subterm may reach once evaluated (such a number compares in milliseconds;
-9^{9^{9^{9}}} has about 10^(3.7e8))."""
+9^{9^{9^{9}}} has about 3.7e8 digits)."""
 MAX_SYMBOLIC_EXPONENT = 50
 """Exponent on a base that holds a sum: `(x+1)^{100}` expands to 101 terms in simplify (~0.3 s)."""
 MAX_RANGE = 10_000

@@ -124,3 +124,73 @@ def test_numeric_only_refuses_an_echoed_expression():
     assert strict("3 - 7 = -4", answer="-4").score == 1.0
     assert strict("The answer is -4.", answer="-4").score == 1.0
     assert strict("12/3", answer="4").score == 0.0
+
+
+# Answer forms math-verify alone gets wrong (issue 15), each with near misses that must score 0.
+# (category, completion, gold, expected score)
+ANSWER_FORMS = [
+    ("set", "The answer is \\boxed{1, 2, 3}", "\\{1,2,3\\}", 1),
+    ("set", "The roots are 1, 2, and 3.", "\\{1,2,3\\}", 1),
+    ("set", "\\boxed{3, 2, 1}", "1, 2, 3", 1),
+    ("set", "\\boxed{\\{3, 2, 1\\}}", "1,2,3", 1),
+    ("set", "\\boxed{1, 2, 4}", "\\{1,2,3\\}", 0),
+    ("set", "The roots are 1, 2, and 4.", "1, 2, 3", 0),
+    ("set", "\\boxed{1, 2}", "1, 2, 3", 0),
+    ("set", "\\boxed{1, 2, 3, 4}", "1, 2, 3", 0),
+    ("boxes", "So $x=\\boxed{2}$ or $x=\\boxed{3}$.", "2, 3", 1),
+    ("boxes", "\\boxed{3}, \\boxed{2}", "2, 3", 1),
+    ("boxes", "One root is \\boxed{2}. Checking the discriminant again, the other is \\boxed{3}.", "2, 3", 1),
+    ("boxes", "\\boxed{2} and \\boxed{4}", "2, 3", 0),
+    ("boxes", "One root is \\boxed{2}. Checking again, the other is \\boxed{2}.", "2, 3", 0),
+    ("boxes", "\\boxed{2}", "2, 3", 0),
+    ("currency", "\\boxed{18.9}", "\\$18.90", 1),
+    ("currency", "The answer is 18.9", "$18.90", 1),
+    ("currency", "\\boxed{18.9}", "18.90 dollars", 1),
+    ("currency", "\\boxed{\\$18.90}", "18.9", 1),
+    ("currency", "\\boxed{18.90\\text{ dollars}}", "18.9", 1),
+    ("currency", "\\boxed{18.09}", "\\$18.90", 0),
+    ("currency", "\\boxed{19}", "18.90 dollars", 0),
+    ("complex", "\\boxed{4i+3}", "3+4i", 1),
+    ("complex", "\\boxed{i(4-3i)}", "3+4i", 1),
+    ("complex", "\\boxed{3+4i}", "i(4-3i)", 1),
+    ("complex", "\\boxed{3 + 4\\mathrm{i}}", "3+4i", 1),
+    ("complex", "\\boxed{3 + 4\\imath}", "3+4i", 1),
+    ("complex", "\\boxed{4+3i}", "3+4i", 0),
+    ("complex", "\\boxed{i(4+3i)}", "3+4i", 0),
+    ("complex", "\\boxed{3 + 4\\mathrm{i}}", "7", 0),  # math-verify alone drops \mathrm{i}: 3 + 4 = 7
+    ("trig", "\\boxed{\\sin^2 x + \\cos^2 x}", "1", 1),
+    ("trig", "\\boxed{1}", "\\sin^2 x + \\cos^2 x", 1),
+    ("trig", "\\boxed{2\\sin x\\cos x}", "\\sin 2x", 1),
+    ("trig", "\\boxed{\\sin 2x}", "2\\sin x \\cos x", 1),
+    ("trig", "\\boxed{\\sin^2 x - \\cos^2 x}", "1", 0),
+    ("trig", "\\boxed{\\sin x\\cos x}", "\\sin 2x", 0),
+    ("function", "\\boxed{f(x) = 2x+1}", "y = 2x+1", 1),
+    ("function", "\\boxed{f(x) = 2x+1}", "2x+1", 1),
+    ("function", "\\boxed{y = 2x+1}", "f(x) = 2x+1", 1),
+    ("function", "\\boxed{2x+1}", "f(x)=2x+1", 1),
+    ("function", "\\boxed{f(x) = 2x+2}", "y = 2x+1", 0),
+    ("function", "\\boxed{f(x) = 2x+2}", "2x+1", 0),
+    ("function", "\\boxed{y = 1}", "x = 1", 0),  # two assignments: the unknown matters (math-verify's rule)
+    ("matrix", "\\boxed{\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", 1),
+    ("matrix", "$\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}$", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", 1),
+    ("matrix", "\\boxed{\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", 0),
+    ("matrix", "\\boxed{\\begin{pmatrix}1&3\\\\2&4\\end{pmatrix}}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", 0),
+]
+
+
+@pytest.mark.parametrize("category, completion, gold, expected", ANSWER_FORMS)
+def test_answer_forms(category, completion, gold, expected):
+    assert score(completion, gold) == expected
+
+
+def math_verify_alone(completion: str, gold: str) -> float:
+    """math-verify with its defaults, gold as given (what a project without our gold reading gets)."""
+    import math_verify
+    parse = lambda text: math_verify.parse(text, parsing_timeout=None)  # no signal.alarm: pytest-timeout owns it
+    return float(math_verify.verify(parse(gold), parse(completion), timeout_seconds=None))
+
+
+def test_answer_forms_at_least_as_good_as_math_verify_alone():
+    ours = sum(score(c, g) == e for _, c, g, e in ANSWER_FORMS)
+    alone = sum(math_verify_alone(c, g) == e for _, c, g, e in ANSWER_FORMS)
+    assert ours == len(ANSWER_FORMS) and alone < ours
