@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--bfcl", type=Path, required=True, help="checkout of ShishirPatil/gorilla")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parents[2]))
-    write("math_verify.jsonl", math_verify_cases(args.math_verify, max_chars=1500))
+    write("math_verify.jsonl", math_verify_cases(args.math_verify, max_chars=20000))  # long ones test the answer window
     write("ifeval.jsonl", ifeval_cases(args.ifeval))
     write("humaneval.jsonl", humaneval_cases(args.human_eval, count=12))
     write("bfcl.jsonl", bfcl_cases(args.bfcl, per_category=5))
