@@ -5,7 +5,7 @@
                         stdin=b"abc\n", limits=Limits(wall_s=2.0))
     result.stdout, result.returncode, result.timed_out            # -> "cba\n", 0, False
 
-Each call starts a fresh process tree: `python -I launcher.py CONFIG REPORT_FD` (the *launcher*,
+Each call starts a fresh process tree: `python -I -S launcher.py CONFIG REPORT_FD` (the *launcher*,
 stdlib only) sets up isolation, forks, and the child execs the program, `python -I ARGV...`, with a
 minimal environment (in bwrap mode it execs bwrap, which builds the sandbox and runs the program in
 it). The launcher enforces the wall clock, kills and reaps everything left over, and reports back; the
@@ -147,8 +147,9 @@ def _run_in(base: str, workdir: str | None, cgroups: list[str], iso: Isolation, 
         start = time.monotonic()
         # The launcher runs with our interpreter (it must read this file, as root or as us) and
         # enforces the wall clock itself; it leads a new session so that our killpg backstop
-        # reaches it without touching our own process group.
-        proc = subprocess.Popen([sys.executable, "-I", LAUNCHER, paths["config.json"],
+        # reaches it without touching our own process group. -S: it needs only the standard
+        # library, and skipping site (our venv's .pth files) saves ~15 ms per run.
+        proc = subprocess.Popen([sys.executable, "-I", "-S", LAUNCHER, paths["config.json"],
                                  str(freport.fileno())], stdin=fin, stdout=fout, stderr=ferr,
                                 pass_fds=(freport.fileno(),), env=minimal_env(), start_new_session=True)
         backstop = False

@@ -1,6 +1,6 @@
 """The sandbox launcher, run as a script for every sandboxed program (rewards/sandbox/__init__.py starts it):
 
-    python -I rewards/sandbox/launcher.py CONFIG REPORT_FD
+    python -I -S rewards/sandbox/launcher.py CONFIG REPORT_FD
 
 It sets up isolation (namespaces, private filesystem, private uid, rlimits), forks the child that
 becomes the program (in bwrap mode: becomes bwrap, which makes the sandbox and runs the program in it),
@@ -8,7 +8,7 @@ enforces the wall clock, kills and reaps what is left (no zombies: the init of
 some containers and VMs never reaps orphans), and writes a JSON report to REPORT_FD:
 {"setup_error": traceback or None, "timed_out": bool, "returncode": int or None}.
 
-It runs with `-I` (no site-packages, no working directory on the path), so it imports the standard
+It runs with `-I -S` (no site-packages, no working directory on the path), so it imports the standard
 library only; the caller's side imports its constants from here.
 """
 from __future__ import annotations
