@@ -29,6 +29,7 @@ HARMLESS = (
     "Failed to load weights",  # vLLM, at every weight reload: rotary embeddings have no weights
     "is deprecated and will be removed",  # library deprecations we cannot act on
     "TORCH_CUDA_ARCH_LIST is not set",
+    "Token authentication is enabled for this Ray cluster",  # Ray, at every start of a local cluster
 )
 """Substrings of warnings known to be harmless: to the file only."""
 NOISY_LIBRARIES = ("vllm", "DeepSpeed", "deepspeed", "ray", "transformers", "wandb", "datasets", "httpx",
@@ -66,8 +67,16 @@ def setup_console(verbose_flag: bool = False) -> None:
     if not verbose():
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")
-        for name in NOISY_LIBRARIES:
-            for handler in logging.getLogger(name).handlers:
+    filter_library_handlers()
+
+
+def filter_library_handlers() -> None:
+    """`ConsoleFilter` on the console handlers that libraries attach to their own loggers (they do it
+    when imported, so this runs again once they are)."""
+    for name in NOISY_LIBRARIES:
+        for handler in logging.getLogger(name).handlers:
+            if not isinstance(handler, logging.FileHandler) and not any(
+                    isinstance(f, ConsoleFilter) for f in handler.filters):
                 handler.addFilter(ConsoleFilter())
 
 
@@ -83,6 +92,7 @@ def log_to_run_folder(run_dir: Path) -> Path:
         if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in logger.handlers):
             logger.addHandler(handler)
     os.environ[LOG_ENV] = str(path.resolve())
+    filter_library_handlers()
     return path
 
 
