@@ -180,7 +180,10 @@ def isolation() -> Isolation:
     as_root = os.geteuid() == 0
     failures: list[str] = []
     memory = _cgroup_parent("memory", failures) if as_root else None
-    cpu = _cgroup_parent("cpu", failures) if as_root else None
+    quiet: list[str] = []  # no CPU quota is a loss of fairness, not of safety: an info line only
+    cpu = _cgroup_parent("cpu", quiet) if as_root else None
+    for note in quiet:
+        logger.info("code sandbox: %s", note)
     sweep_leftovers(memory, cpu)
     for mode in modes:
         for python in _candidate_pythons():
