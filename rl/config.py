@@ -10,6 +10,7 @@ these classes is rl/config_io.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -342,9 +343,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_io.load(kind, path, overrides)
 
 
+def check_numbers(section: Any, prefix: str = "") -> None:
+    """Every number of the config is finite and >= 0 (none has a meaning below zero); a named error.
+
+    The field-specific ranges (a probability in (0, 1], a count >= 1) are checked where they matter.
+    """
+    for f in dataclasses.fields(section):
+        value, name = getattr(section, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_numbers(value, name + ".")
+            continue
+        numbers = value if isinstance(value, tuple) else (value,)
+        for number in numbers:
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and not (
+                    math.isfinite(number) and number >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+
+
 def validate_common(cfg: BaseConfig) -> None:
     """Checks of the sections every command reads."""
+    check_numbers(cfg)
     lrn = cfg.learner
+    if not all(0 <= beta < 1 for beta in lrn.betas):
+        raise ConfigError(f"learner.betas are AdamW's decay rates, each in [0, 1); got {lrn.betas}")
     if cfg.cluster.max_actor_restarts < 0:
         raise ConfigError(f"cluster.max_actor_restarts must be >= 0 (0: a dead worker ends the run), got "
                           f"{cfg.cluster.max_actor_restarts}")

@@ -127,15 +127,24 @@ def test_a_preset_sets_only_the_grpo_section(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("grpo.kl_cov_ratio=1.5", "kl_cov_ratio is a share of tokens"),
-    ("grpo.entropy_target=-1", "entropy_target is a mean token entropy"),
+    ("grpo.entropy_target=-1", "grpo.entropy_target must be a finite number >= 0"),
     ("grpo.seq_clip_low=1.0", "seq_clip_low must be in"),
     ("grpo.clip_high=.nan", "must be a finite number"),
-    ("model.lora_rank=-1", "lora_rank must be >= 0"),
-    ("learner.max_tokens_per_micro_batch=-1", "max_tokens_per_micro_batch must be >= 0"),
-    ("learner.lr=-1e-5", "learner.lr must be a positive number"),
-    ("rollout.temperature=.nan", "rollout.temperature must be a number > 0"),
+    ("model.lora_rank=-1", "model.lora_rank must be a finite number >= 0"),
+    ("learner.max_tokens_per_micro_batch=-1", "max_tokens_per_micro_batch must be a finite number >= 0"),
+    ("learner.lr=-1e-5", "learner.lr must be a finite number >= 0"),
+    ("learner.lr=0", "learner.lr must be a positive number"),
+    ("rollout.temperature=.nan", "rollout.temperature must be a finite number >= 0, got nan"),
+    ("rollout.temperature=0", "rollout.temperature must be a number > 0"),
     ("rollout.top_p=1.5", "rollout.top_p and rollout.gpu_memory_utilization are fractions"),
     ("rollout.kv_cache_gb=0", "rollout.kv_cache_gb > 0"),
+    ("learner.weight_decay=.nan", "learner.weight_decay must be a finite number >= 0, got nan"),
+    ("reward.timeout_s=.inf", "reward.timeout_s must be a finite number >= 0, got inf"),
+    ("rollout.cpus_per_worker=-1", "rollout.cpus_per_worker must be a finite number >= 0"),
+    ("grpo.entropy_coef=-0.1", "grpo.entropy_coef must be a finite number >= 0"),
+    ("learner.betas=[0.9, .nan]", r"learner.betas must be a finite number >= 0, got \(0.9, nan\)"),
+    ("learner.betas=[0.9, 1.5]", r"learner.betas are AdamW's decay rates, each in \[0, 1\)"),
+    ("judge.micro_batch_size=-4", "judge.micro_batch_size must be a finite number >= 0"),
 ])
 def test_numbers_are_range_checked(override, message):
     with pytest.raises(ConfigError, match=message):
