@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Union
 
 from rl.thinking.tags import split_thinking
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 RewardValue = Union[float, None, "RewardResult"]
 RewardFn = Callable[..., Union[RewardValue, Awaitable[RewardValue]]]
@@ -121,6 +127,14 @@ def json_object(value: Any, what: str, error: type[Exception] = ValueError) -> d
     if not isinstance(value, dict):
         raise error(f"{what} must be an object (a dict or its JSON), got {value!r:.120}")
     return value
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of `[`/`{` in `text` outside JSON strings, in linear time without recursion:
+    exact for valid JSON; in other text, quotes are paired left to right and an unterminated string's
+    brackets count. Check it before json.loads of model output, which recurses (RecursionError)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 
 def call_reward(fn: RewardFn, name: str, completion: str, row: dict[str, Any]) -> RewardResult:

@@ -20,7 +20,8 @@ from typing import Any
 from rewards.base import RewardResult, reward_spec
 
 # The words are case-insensitive, the letter is not: "the answer is a bird" picks nothing.
-_EXPLICIT = re.compile(r"(?i:answer(?: is)?|option|choice)\s*[:\-]?\s*\(?\**([A-J])\b\)?|\\boxed\{\(?([A-J])\)?\}")
+# One `\s*` per gap: two adjacent ones (`\s*[:\-]?\s*`) backtrack quadratically over a long run of spaces.
+_EXPLICIT = re.compile(r"(?i:answer(?: is)?|option|choice)\s*(?:[:\-]\s*)?\(?\**([A-J])\b\)?|\\boxed\{\(?([A-J])\)?\}")
 # "B", "(B)", "B.", "B)", "B:", optionally followed by the option's text.
 _LONE = re.compile(r"^\s*(?:\(([A-J])\)|([A-J])[.):])(?:\s|$)|^\s*([A-J])\s*$")
 

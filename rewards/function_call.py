@@ -16,7 +16,9 @@ Row fields (BFCL's own format, so its data files load as they are):
 
 The completion's calls are read in the Qwen3/Hermes format, `<tool_call>{"name": ..., "arguments":
 {...}}</tool_call>` (one or several; "arguments" may itself be a JSON string). A tool call that is not
-valid JSON of that shape scores 0 (malformed model output). Text outside the tags is ignored, and so is
+valid JSON of that shape scores 0 (malformed model output), and so does one nested deeper than
+`MAX_DEPTH` arrays/objects or longer than `MAX_CALL_CHARS`: both are checked before `json.loads`,
+which recurses (thousands of `[` would raise RecursionError instead of scoring 0). Text outside the tags is ignored, and so is
 a `<think>...</think>` block still in the completion.
 
 Matching follows BFCL's `ast_checker` for Python (bfcl_eval/eval_checker/ast_eval/ast_checker.py): the
@@ -39,7 +41,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rewards.base import RewardResult, json_object, json_value, reward_spec
+from rewards.base import RewardResult, json_depth, json_object, json_value, reward_spec
 from rl.thinking.tags import split_thinking
 
 # Qwen3/Hermes tool calls. Like vLLM's hermes parser, a last call left open (generation stopped at the
@@ -52,6 +54,10 @@ _PYTHON_TYPES: dict[str, type] = {
     "array": list, "tuple": list, "dict": dict, "object": dict, "any": str,
 }
 _NESTED_TYPES = ("array", "tuple")
+MAX_DEPTH = 64
+"""Deepest nesting of arrays/objects a tool call may have (BFCL's deepest is 4)."""
+MAX_CALL_CHARS = 1 << 20
+"""Longest tool call body read (1 MiB); a longer one is malformed."""
 _STRING_NOISE = re.compile(r"[ ,./\-_*^]")
 
 
@@ -71,13 +77,26 @@ def parse_tool_calls(text: str) -> list[ToolCall]:
 
 
 def _parse_call(body: str) -> ToolCall:
-    try:
-        call = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise MalformedToolCall(f"tool call is not valid JSON ({exc}): {body.strip()!r:.200}") from None
+    call = _load_json(body, "tool call")
     if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "arguments" not in call:
         raise MalformedToolCall(f'tool call must be {{"name": str, "arguments": {{...}}}}, got {body.strip()!r:.200}')
-    return ToolCall(call["name"], json_object(call["arguments"], "tool call arguments", MalformedToolCall))
+    arguments = call["arguments"]
+    if isinstance(arguments, str):  # arguments as a JSON string: bounded like the call itself
+        arguments = _load_json(arguments, "tool call arguments")
+    return ToolCall(call["name"], json_object(arguments, "tool call arguments", MalformedToolCall))
+
+
+def _load_json(text: str, what: str) -> Any:
+    """json.loads of model output, refused (MalformedToolCall) when too long or too deep to parse safely."""
+    if len(text) > MAX_CALL_CHARS:
+        raise MalformedToolCall(f"{what} is too long ({len(text)} characters, at most {MAX_CALL_CHARS})")
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise MalformedToolCall(f"{what} is nested too deep ({depth} levels of arrays/objects, at most {MAX_DEPTH})")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # ValueError: also an int of over 4300 digits
+        raise MalformedToolCall(f"{what} is not valid JSON ({exc}): {text.strip()!r:.200}") from None
 
 
 @reward_spec(required=("function", "possible_answer"))

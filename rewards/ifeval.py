@@ -210,6 +210,20 @@ def ifeval_reward(completion: str, *, instruction_id_list: list[str], kwargs: li
     example = utils.InputExample(key=0, instruction_id_list=list(instruction_id_list),
                                  prompt=prompt or "", kwargs=list(kwargs))
     test = utils.test_instruction_following_strict if strict else utils.test_instruction_following_loose
-    followed = [bool(flag) for flag in test(example, completion).follow_instruction_list]
+    try:
+        followed = [bool(flag) for flag in test(example, completion).follow_instruction_list]
+    except RecursionError:  # json_format's json.loads on thousands of nested brackets: that one is not followed
+        followed = [_followed_alone(test, utils, example, i, completion) for i in range(len(instruction_id_list))]
     score = float(all(followed)) if all_or_nothing else sum(followed) / len(followed)
     return RewardResult(score, {**details, "followed": followed})
+
+
+def _followed_alone(test: Any, utils: ModuleType, example: Any, index: int, completion: str) -> bool:
+    """Instruction `index` checked on its own; a checker that recurses too deep on the response (the
+    reference's json.loads, on hostile nesting) counts as not followed, as malformed output."""
+    single = utils.InputExample(key=0, instruction_id_list=[example.instruction_id_list[index]],
+                                prompt=example.prompt, kwargs=[example.kwargs[index]])
+    try:
+        return bool(test(single, completion).follow_instruction_list[0])
+    except RecursionError:
+        return False

@@ -15,7 +15,9 @@ letters (empty, digits only) scores 0.0: it is in no language.
 `translation_reward` (built-in "translation"): row field `answer`, the reference translation (or a
 list of references). Score: sacrebleu's sentence-level chrF (character n-gram F-score, beta=2) / 100,
 in [0, 1]; only the first line of the answer part is scored when `first_line=True` (small models
-often add commentary after the translation).
+often add commentary after the translation). A hypothesis more than `MAX_LENGTH_RATIO` times as long
+as the longest reference (plus 100 characters) is not a translation: it scores 0.0 without chrF, whose
+time grows with the text.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import functools
 from typing import Any
 
 from rewards.base import RewardResult, reward_spec
+
+MAX_LENGTH_RATIO = 4
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,5 +73,8 @@ def translation_reward(completion: str, *, answer: str | list[str], first_line: 
         raise ValueError(f"translation reward: `answer` must be a non-empty reference string or list, got {answer!r:.120}")
     text = completion.strip()
     hypothesis = text.splitlines()[0].strip() if first_line and text else text
+    if len(hypothesis) > MAX_LENGTH_RATIO * max(map(len, references)) + 100:
+        return RewardResult(0.0, {"hypothesis": hypothesis[:200], "reason": f"{len(hypothesis)} characters: more than "
+                                  f"{MAX_LENGTH_RATIO} times the reference's length"})
     score = _chrf().sentence_score(hypothesis, references).score / 100.0
     return RewardResult(score, {"hypothesis": hypothesis[:200]})

@@ -35,7 +35,6 @@ import json
 from typing import Any, Callable
 
 import reasoning_gym
-from reasoning_gym.utils import extract_answer
 
 from rewards.base import RewardResult, json_object, reward_spec
 from rl.thinking.tags import split_thinking
@@ -75,8 +74,22 @@ def reasoning_gym_rows(name: str, size: int, seed: int, **config: Any) -> list[d
 def extract_puzzle_answer(completion: str) -> str:
     """The last <answer>...</answer> of the answer part, else the whole answer part (stripped)."""
     _, answer_part = split_thinking(completion)
-    tagged = extract_answer(answer_part, tag_name="answer")
+    tagged = last_tagged(answer_part, "answer")
     return answer_part.strip() if tagged is None else tagged
+
+
+def last_tagged(text: str, tag: str) -> str | None:
+    """What reasoning_gym.utils.extract_answer returns (the last of the non-overlapping <tag>...</tag>
+    blocks, left to right, stripped; None without one), in linear time: its lazy regex is quadratic
+    on a completion of thousands of unclosed <tag>s."""
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    found, pos = None, 0
+    while (start := text.find(opening, pos)) >= 0:
+        end = text.find(closing, start + len(opening))
+        if end < 0:
+            break
+        found, pos = text[start + len(opening):end], end + len(closing)
+    return None if found is None else found.strip()
 
 
 @reward_spec(required=("rg_dataset", "rg_entry"))

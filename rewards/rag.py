@@ -25,13 +25,12 @@ from rewards.base import RewardResult, reward_spec
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def normalize_answer(text: str) -> str:
     """SQuAD's answer normalisation (the evaluation script's normalize_answer)."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    return " ".join(_ARTICLES.sub(" ", text).split())
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_NO_PUNCTUATION)).split())
 
 
 def cited_passages(text: str) -> set[int]:

@@ -9,8 +9,10 @@ Row fields: `schema` (a JSON Schema, as a dict or its JSON text: Arrow columns c
 nested shapes) and optional `expected` (dict or JSON text): the values the answer should hold.
 
 The JSON is read from the answer part: the last ```json (or plain ```) fenced block, else the first
-`{` or `[` from which a complete JSON value decodes (`json.JSONDecoder.raw_decode`), so a sentence
-before or after the object is tolerated. Validation uses the `jsonschema` package with the validator
+`{` or `[` (of the first `MAX_STARTS`) from which a complete JSON value decodes
+(`json.JSONDecoder.raw_decode`), so a sentence before or after the object is tolerated. An answer whose
+`[`/`{` nest deeper than `MAX_DEPTH` scores 0 without being parsed (json.loads and the validator
+recurse: thousands of `[` would raise RecursionError). Validation uses the `jsonschema` package with the validator
 the schema's `$schema` names (Draft 2020-12 by default). Score: 0.0 when no JSON is found or it fails
 the schema; otherwise 1.0 without `expected`, else `valid_weight + (1 - valid_weight) * matched`, where
 `matched` is the fraction of `expected`'s top-level keys whose values are equal (strings compared
@@ -18,29 +20,47 @@ case- and whitespace-insensitively). An invalid schema is a data bug and raises.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from typing import Any
 
 import jsonschema
 
-from rewards.base import RewardResult, json_value, reward_spec
+from rewards.base import RewardResult, json_depth, json_value, reward_spec
 
 _FENCE = re.compile(r"```(?:json)?[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
+MAX_DEPTH = 64
+"""Deepest nesting of arrays/objects read from an answer."""
+MAX_STARTS = 100
+"""`{`/`[` positions tried without a fence: each failed attempt costs time linear in the answer."""
 
 
 def extract_json(text: str) -> Any:
     """The JSON value in `text` (see the module docstring); raises ValueError when there is none."""
+    _check_depth(text)  # hostile nesting is refused before any parse (each attempt below would recurse)
     fenced = _FENCE.findall(text)
-    if fenced:
-        return json.loads(fenced[-1])
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"[\[{]", text):
-        try:
-            return decoder.raw_decode(text, match.start())[0]
-        except json.JSONDecodeError:
-            continue
+    try:
+        if fenced:
+            _check_depth(fenced[-1])
+            return json.loads(fenced[-1])  # ValueError when it is not JSON (or holds a 5,000-digit int)
+        decoder = json.JSONDecoder()
+        for match in itertools.islice(re.finditer(r"[\[{]", text), MAX_STARTS):
+            try:
+                value, end = decoder.raw_decode(text, match.start())
+            except ValueError:
+                continue
+            _check_depth(text[match.start():end])  # exact on valid JSON (a stray quote may have hidden some)
+            return value
+    except RecursionError:  # brackets that a stray quote hid from the first check
+        raise ValueError(f"the answer's JSON nests too deep to read (at most {MAX_DEPTH} levels)") from None
     raise ValueError("no JSON object or array in the answer")
+
+
+def _check_depth(text: str) -> None:
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the answer nests [ and {{ {depth} deep (at most {MAX_DEPTH} levels are read)")
 
 
 def _same(a: Any, b: Any) -> bool:

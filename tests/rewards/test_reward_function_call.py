@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from rewards.base import required_fields
-from rewards.function_call import MalformedToolCall, ToolCall, function_call_reward, parse_tool_calls
+from rewards.function_call import (MAX_CALL_CHARS, MAX_DEPTH, MalformedToolCall, ToolCall, function_call_reward, json_depth,
+                                   parse_tool_calls)
 from rewards.registry import get_reward
 
 # Rows from BFCL v4 (simple_python_0, parallel_0, multiple_0, parallel_multiple_0), schemas shortened.
@@ -81,6 +82,31 @@ def test_malformed_tool_calls_raise_in_parser_and_score_zero(body: str) -> None:
         parse_tool_calls(f"<tool_call>{body}</tool_call>")
     result = function_call_reward(f"<tool_call>{body}</tool_call>", function=TRIANGLE, possible_answer=TRIANGLE_ANSWER)
     assert result.score == 0.0 and result.details["error"]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("body, reason", [
+    ('{"name": "f", "arguments": {"a": ' + nested(5000) + "}}", "nested too deep"),
+    ('{"name": "f", "arguments": "{\\"a\\": ' + nested(5000) + '}"}', "nested too deep"),  # arguments as JSON text
+    ("[" * 1_000_000, "nested too deep"),
+    ('{"name": "f", "arguments": {"a": ' + "9" * 5000 + "}}", "not valid JSON"),  # over Python's 4300 digits
+    ('{"name": "f", "arguments": {"a": "' + "x" * MAX_CALL_CHARS + '"}}', "too long"),
+])
+def test_deep_or_huge_tool_calls_score_zero_without_recursion(body: str, reason: str) -> None:
+    with pytest.raises(MalformedToolCall, match=reason):
+        parse_tool_calls(f"<tool_call>{body}</tool_call>")
+    result = function_call_reward(f"<tool_call>{body}</tool_call>", function=TRIANGLE, possible_answer=TRIANGLE_ANSWER)
+    assert result.score == 0.0 and reason in result.details["error"]
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    deep = json.loads(nested(MAX_DEPTH - 2))  # inside the call object and its arguments object
+    assert parse_tool_calls(calls(("f", {"a": deep}))) == [ToolCall("f", {"a": deep})]
+    assert json_depth('{"a": "[[[{{", "b": [["\\"]"]]}') == 3  # brackets inside strings do not count
+    assert json_depth("no brackets") == 0
 
 
 # ----------------------------------------------------------------------------------- simple calls
