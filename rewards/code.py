@@ -67,8 +67,8 @@ class TestCase:
     output: str = ""
 
 
-# `tests` OR `test` is required: checked in the function, with a clear message. raw_completion: the
-# runner's thinking split strips the answer, which would unindent a HumanEval-style body; see answer_text.
+# `tests` OR `test` is required (checked when the task loads). raw_completion: the runner's thinking
+# split strips the answer, which would unindent a HumanEval-style body; see answer_text.
 @reward_spec(required=("tests|test",), raw_completion=True)
 def code_reward(completion: str, *, tests: Any = None, entry_point: str | None = None,
                 prompt: Any = None, test: str | None = None, timeout_s: float = 4.0,
@@ -83,6 +83,8 @@ def code_reward(completion: str, *, tests: Any = None, entry_point: str | None =
     code = extract_code(answer_text(completion))
     if not code.strip():  # model output without any code: a wrong answer, not an error
         return RewardResult(0.0, {"passed": 0, "total": len(cases), "error": "no code in the completion"})
+    if not _encodable(code):  # a lone surrogate: no interpreter could read it as a file
+        return RewardResult(0.0, {"passed": 0, "total": len(cases), "error": "the code is not valid UTF-8 text"})
     code_prompt = prompt if isinstance(prompt, str) and _prompt_entry(prompt, entry_point) else None
     program = build_program(code, code_prompt, entry_point)
     deadline = time.monotonic() + total_timeout_s
@@ -155,6 +157,14 @@ def _failure(result: RunResult, wrong: str) -> dict[str, str]:
     else:
         reason = wrong
     return {"reason": reason, "stderr": result.stderr_tail[-300:]}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def normalize_output(text: str) -> str:

@@ -380,7 +380,7 @@ def judge_endpoint(judge: str, judge_model: str | None,
     return lambda question, reference, response: random.choice(actors).judge.remote(question, reference, response)
 
 
-@reward_spec(required=("answer",))
+@reward_spec(required=("answer|reference",))
 async def judge_reward(completion: str, *, question: str | None = None, prompt: Any = None,
                        reference: Any = None, answer: Any = None, judge: str = JUDGE_ACTOR,
                        judge_model: str | None = None, judge_options: dict[str, Any] | None = None,

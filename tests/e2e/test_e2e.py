@@ -98,7 +98,7 @@ def test_dataset_row_without_required_field_is_named(tiny_model, tmp_path):
     proc = _run(["train", "configs/tiny.yaml", *tiny_overrides(tiny_model, tmp_path / "r", **{"data.tasks": task})],
                 timeout=60)
     assert proc.returncode == 2
-    assert "rows.jsonl: row 1 of task 'mine' is missing field(s) ['answer']" in proc.stderr
+    assert "rows.jsonl: line 2 of task 'mine' is missing field(s) ['answer']" in proc.stderr
 
 
 def test_two_learner_ranks_with_zero3(tiny_model, tmp_path):

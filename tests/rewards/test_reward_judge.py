@@ -250,7 +250,7 @@ def test_http_errors_raise(server):
 
 def test_judge_reward_local_and_url(worker, judge_dir, server):
     reward = get_reward("judge")
-    assert required_fields(reward) == ("answer",)
+    assert required_fields(reward) == ("answer|reference",)
     result = asyncio.run(reward("It is 4.", question="What is 2+2?", answer=4, judge=str(judge_dir), task="t"))
     assert isinstance(result, RewardResult)
     assert result.score == pytest.approx(worker.score_batch(ITEMS[:1])[0], abs=1e-5)

@@ -94,15 +94,8 @@ ROWS: dict[str, Any] = {
 MOST: dict[str, float] = {"length": 0.01}
 TESTED = sorted(set(BUILTIN_REWARDS) - set(SKIPPED))
 # Known failures outside the files this test's author may change (reported, not fixed here).
-KNOWN: dict[tuple[str, str], str] = {
-    ("code", "surrogate"): "rewards/sandbox/launcher.py encodes the program with text.encode(): a lone "
-                           "surrogate raises UnicodeEncodeError (SandboxError) instead of scoring 0",
-}
-
-
 def cases() -> list[Any]:
-    return [pytest.param(name, case, marks=[pytest.mark.xfail(reason=KNOWN[name, case], strict=False)]
-                         if (name, case) in KNOWN else []) for name in TESTED for case in sorted(HOSTILE)]
+    return [pytest.param(name, case) for name in TESTED for case in sorted(HOSTILE)]
 
 
 def row_for(name: str) -> dict[str, Any]:
