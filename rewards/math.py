@@ -106,8 +106,15 @@ def _is_list(text: str) -> bool:
     return bool(re.search(r",\s", text)) or (text.count(",") > 1 and not _THOUSANDS.fullmatch(text))
 
 
+def _text(value: Any) -> str:
+    try:
+        return str(value)[:300]
+    except ValueError:  # an integer past Python's 4,300-digit str() limit
+        return f"<{type(value).__name__} too long to print>"
+
+
 def _zero(reason: str, gold: list[Any], parsed: Any = None) -> RewardResult:
-    return RewardResult(0.0, {"parsed": None if parsed is None else str(parsed)[:200], "gold": str(gold[0]),
+    return RewardResult(0.0, {"parsed": None if parsed is None else _text(parsed), "gold": _text(gold[0]),
                               "reason": reason})
 
 
@@ -146,7 +153,7 @@ def _score(window: str, gold: list[Any], numeric_only: bool) -> RewardResult:
     if numeric_only and not _NUMBER_LITERAL.fullmatch(str(predicted[-1]).strip()):
         return _zero("answer is an expression, not a number", gold, predicted[-1])
     correct = _equivalent(gold, predicted, window)
-    return RewardResult(1.0 if correct else 0.0, {"parsed": str(predicted[0]), "gold": str(gold[0])})
+    return RewardResult(1.0 if correct else 0.0, {"parsed": _text(predicted[0]), "gold": _text(gold[0])})
 
 
 def _equivalent(gold: list[Any], predicted: list[Any], window: str) -> bool:

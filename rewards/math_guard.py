@@ -8,7 +8,7 @@ big evaluated terms (`\\binom{100000}{50000}` is computed while parsing). A poli
 and each costs a reward timeout plus a worker restart. The caps below refuse them before the expensive
 step; `time_budget` ends what is left (sympy's simplify on a mid-sized expression, say) after
 TIME_BUDGET_S, in any thread. Measured on the 2-core dev machine under load:
-docs/rewards.md ("Bounded cost").
+docs/rewards.md ("`math`: bounded cost and answer forms").
 """
 from __future__ import annotations
 

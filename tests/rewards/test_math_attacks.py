@@ -1,6 +1,7 @@
 """math_reward on inputs a policy could use to stall it (issue 15): each scores 0 within 1 s, in the main
-thread and in a worker thread (where no timer can interrupt, so the caps of rewards/math_guard.py
-alone must bound it). Before the caps most of these ran for minutes (docs/rewards.md, "Bounded cost").
+thread and in a worker thread. The caps of rewards/math_guard.py refuse them before the expensive step
+(no timer stops a C-level big-integer power); the watchdog time budget ends the rest. Before, most ran
+past 10 s (docs/rewards.md, "`math`: bounded cost and answer forms").
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ ATTACKS = {
     "nested_parens": "\\boxed{" + "(" * 50 + "5" + ")" * 50 + "}",
     "nested_exponents": "\\boxed{" + "x^{" * 30 + "2" + "}" * 30 + "}",
     "nested_fractions": "\\boxed{" + "\\frac{1}{" * 500 + "2" + "}" * 500 + "}",
-    "nested_mixed": "$((((({[(5)]})))))$",
+    "nested_mixed": "$((((({[(6)]})))))$",
     # unclosed and repeated delimiters
     "unclosed_boxed": "\\boxed{" + "x+" * 20_000,
     "unclosed_boxed_nested": "\\boxed{" * 100_000,
