@@ -224,7 +224,9 @@ def _chosen(found: Isolation, failures: list[str]) -> Isolation:
     """Log the choice (loudly when it is not bwrap mode) and keep the notes on it."""
     notes = tuple(dict.fromkeys(failures))
     for note in notes:
-        logger.warning("code sandbox: %s", note)
+        # Another interpreter in the chosen mode (the venv's under a 0700 home): a choice, not a loss.
+        same_mode = note.startswith(f"{found.mode} mode with ")
+        logger.log(logging.INFO if same_mode else logging.WARNING, "code sandbox: %s", note)
     if found.mode != "bwrap":
         logger.warning("code sandbox: running in %s mode, not bwrap mode: %s. To fix: %s. See docs/sandbox.md.",
                        found.mode, LOST[found.mode], FIX)
