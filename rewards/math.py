@@ -53,16 +53,17 @@ _NUMBER_LITERAL = re.compile(r"[-+]?\d[\d,]*(\.\d+)?")
 # Gold answers in GSM8K style carry a currency ("$18.90", "18.90 dollars"): math-verify reads "\$18.90"
 # as nothing and "18.90 dollars" as 18.9*d*o*l*l*a*r*s, so the currency is dropped from a gold number.
 _CURRENCY = re.compile(r"^(?:\\?\$|US\$|€|£|¥|₹)\s*(?=[-+\d.])|\s*(?:\\text\{\s*)?(?:dollars?|USD|euros?)\}?\.?$")
-# math-verify's LaTeX normalisation drops `\mathrm{i}` and `\text{i}` (3 + 4\mathrm{i} reads as 3 + 4 = 7)
-# and reads `\imath` as a symbol "imath": spell the imaginary unit `i` before parsing.
-_IMAGINARY = re.compile(r"\\(?:mathrm|text|textrm|mathit|operatorname)\s*\{\s*i\s*\}|\\imath(?![A-Za-z])")
+# math-verify's LaTeX normalisation drops `\mathrm{i}`, `\text{i}` and `\mathrm{e}` (3 + 4\mathrm{i} reads
+# as 3 + 4 = 7, 2\mathrm{e} as 2) and reads `\imath` as a symbol "imath": spell the constants `i` and `e`.
+_UPRIGHT_CONSTANT = re.compile(r"\\(?:mathrm|text|textrm|mathit|operatorname)\s*\{\s*([ie])\s*\}|\\(i)math(?![A-Za-z])")
 # A plain comma list at the very end ("The roots are 1, 2, and 3."): math-verify reads its last number.
 _TRAILING_LIST = re.compile(r"(-?\d+(?:\.\d+)?(?:\s*,\s*(?:and\s+)?-?\d+(?:\.\d+)?)+)\s*\.?\s*$")
 
 
 def _parse(text: str) -> list[Any]:
     # Timeouts off: see the module docstring (signal.alarm fails in threads; math_guard bounds instead).
-    return parse(_IMAGINARY.sub("i", text), list(_EXTRACTION), parsing_timeout=None)
+    return parse(_UPRIGHT_CONSTANT.sub(lambda m: m.group(1) or m.group(2), text), list(_EXTRACTION),
+                 parsing_timeout=None)
 
 
 def _verify(gold: list[Any], predicted: list[Any]) -> bool:

@@ -158,6 +158,10 @@ ANSWER_FORMS = [
     ("complex", "\\boxed{4+3i}", "3+4i", 0),
     ("complex", "\\boxed{i(4+3i)}", "3+4i", 0),
     ("complex", "\\boxed{3 + 4\\mathrm{i}}", "7", 0),  # math-verify alone drops \mathrm{i}: 3 + 4 = 7
+    ("constant", "\\boxed{2\\mathrm{e}}", "2e", 1),
+    ("constant", "\\boxed{1 - \\frac{1}{\\mathrm{e}}}", "1 - \\frac{1}{e}", 1),
+    ("constant", "\\boxed{2\\mathrm{e}}", "2", 0),  # math-verify alone drops \mathrm{e}: 2
+    ("constant", "\\boxed{1 + \\frac{1}{\\mathrm{e}}}", "1 - \\frac{1}{e}", 0),
     ("trig", "\\boxed{\\sin^2 x + \\cos^2 x}", "1", 1),
     ("trig", "\\boxed{1}", "\\sin^2 x + \\cos^2 x", 1),
     ("trig", "\\boxed{2\\sin x\\cos x}", "\\sin 2x", 1),
