@@ -4,6 +4,8 @@ are rebuilt with the receiver's own exact types. Stdlib only: it runs inside the
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 MAX_LINE = 64 << 20
 """Largest protocol message (bytes); a bigger one is a failed call, not a hang or an out-of-memory."""
@@ -11,6 +13,7 @@ MAX_DEPTH = 100
 """Deepest container nesting carried as plain data; deeper values fail the call."""
 _ERROR_TEXT = 300
 _SCALARS = (bool, int, float, str)
+_BASES = (int, float, str, bytes, bytearray, complex, list, tuple, dict, set, frozenset)
 
 
 class ProtocolError(Exception):
@@ -20,7 +23,10 @@ class ProtocolError(Exception):
 def encode(value, handle_of, depth: int = 0):
     """`value` as JSON-ready plain data; `handle_of(value)` encodes whatever is not plain data.
 
-    Types are checked exactly (`type(x) is int`): a subclass could carry its own __eq__ or __hash__.
+    Types are checked exactly (`type(x) is int`), and an instance of a subclass is sent as its base
+    type's value (a Counter as a dict, a namedtuple as a tuple, an int subclass as the int): whatever
+    __eq__ or __hash__ the subclass carries stays behind, and the receiver compares plain values.
+    Fractions and Decimals travel as such; anything else becomes a handle.
     """
     if depth > MAX_DEPTH:
         raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
@@ -36,6 +42,13 @@ def encode(value, handle_of, depth: int = 0):
         return ["b" if kind is bytes else "a", value.hex()]
     if kind is complex:
         return ["c", value.real, value.imag]
+    if kind is Fraction:
+        return ["q", [encode(value.numerator, handle_of), encode(value.denominator, handle_of)]]
+    if kind is Decimal:
+        return ["D", str(value)]
+    for base in _BASES:  # a subclass: its base type's value, built by the base type itself
+        if isinstance(value, base):
+            return encode(base(value), handle_of, depth)
     return handle_of(value)
 
 
@@ -63,11 +76,18 @@ def decode(data, remote, depth: int = 0):
             return int(as_str(body), 16)
         if tag in ("b", "a"):
             return (bytes if tag == "b" else bytearray).fromhex(as_str(body))
+        if tag == "q":
+            parts = [decode(part, remote, depth + 1) for part in as_list(body)]
+            if len(parts) != 2 or any(type(part) is not int for part in parts):
+                raise ProtocolError("a fraction of non-integers")
+            return Fraction(*parts)
+        if tag == "D" and len(as_str(body)) <= 10_000:
+            return Decimal(body)
         if tag == "c" and len(data) == 3 and all(type(x) in (int, float) for x in data[1:]):
             return complex(data[1], data[2])
         if tag == "h":
             return remote(data)
-    except (TypeError, ValueError) as error:  # unhashable keys, bad hex, a pair that is not a pair
+    except (TypeError, ValueError, ZeroDivisionError, InvalidOperation) as error:  # unhashable keys, bad hex, ...
         raise ProtocolError(f"malformed {tag!r} value: {error}") from None
     raise ProtocolError(f"unknown value tag {tag!r}")
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import textwrap
 import time
+from collections import Counter
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -231,6 +234,33 @@ def test_values_exceptions_objects_and_generators_pass_through():
     assert result.score == 1.0, result.details
 
 
+def test_library_containers_and_numbers_compare_as_their_values():
+    """A Counter, defaultdict, OrderedDict or namedtuple compares as the dict / tuple it holds (as it did
+    in-process); Fractions and Decimals travel as such."""
+    program = """
+        from collections import Counter, OrderedDict, defaultdict, namedtuple
+        from decimal import Decimal
+        from fractions import Fraction
+        Point = namedtuple("Point", "x y")
+        def freq(s): return Counter(s)
+        def groups(xs):
+            out = defaultdict(list)
+            for x in xs:
+                out[x % 2].append(x)
+            return out
+        def ordered(): return OrderedDict([("b", 1), ("a", 2)])
+        def point(): return Point(1, 2)
+        def third(): return Fraction(1, 3)
+        def price(): return Decimal("1.10")
+    """
+    tests = ["assert freq('aab') == {'a': 2, 'b': 1}", "assert groups([1, 2, 3]) == {1: [1, 3], 0: [2]}",
+             "assert ordered() == {'a': 2, 'b': 1} and list(ordered()) == ['b', 'a']", "assert point() == (1, 2)",
+             "from fractions import Fraction\nassert third() == Fraction(1, 3)",
+             "from decimal import Decimal\nassert price() == Decimal('1.10')", "assert freq('ab') == {'a': 2}"]
+    result = code_reward(textwrap.dedent(program), tests=tests, **FAST)
+    assert result.details["passed"] == 6 and result.details["failures"][0]["test"] == 6, result.details
+
+
 def test_each_test_sees_a_fresh_program_and_a_slow_test_fails_alone():
     program = """
         CALLS = []
@@ -264,20 +294,30 @@ def test_prompt_helpers_are_the_prompts_own():
 # --- The plain-data codec ------------------------------------------------------------------------
 
 def test_codec_keeps_exact_types_and_turns_the_rest_into_handles():
-    value = {"a": [1, (2.5, "x")], 3: {frozenset({1}), None}, (1, 2): b"\x01", "i": -(1 << 80), "t": True}
-    handles = []
+    value = {"a": [1, (2.5, "x")], 3: {frozenset({1}), None}, (1, 2): b"\x01", "i": -(1 << 80), "t": True,
+             "q": Fraction(-2, 6), "D": Decimal("1.10")}
+    handles: list = []
     assert decode(encode(value, handles.append), lambda d: None) == value
     assert handles == []
 
-    class Sub(int):
-        pass
+    class Lying(int):
+        def __eq__(self, other):
+            return True
 
-    encoded = encode([Sub(1), object()], lambda v: ["h", len(handles), type(v).__name__] if not handles.append(v) else 0)
-    assert [tag for tag, *_ in encoded[1]] == ["h", "h"]
+        __hash__ = int.__hash__
+
+    def handle_of(v):
+        handles.append(v)
+        return ["h", len(handles) - 1, type(v).__name__]
+
+    sent = decode(encode([Lying(1), Counter("aab"), object()], handle_of), lambda d: ("handle", d[1]))
+    assert sent[:2] == [1, {"a": 2, "b": 1}] and [type(v) for v in sent[:2]] == [int, dict]
+    assert sent[2] == ("handle", 0), "only what is no kind of plain data stays behind"
 
 
 @pytest.mark.parametrize("data", [["l", "not a list"], ["d", [[["l", []], 1]]], ["?", 1], ["i", 5], {"a": 1},
-                                  ["b", "zz"], ["c", "1", 2], ["l", [["l", [["l", []]]]] * 1]])
+                                  ["b", "zz"], ["c", "1", 2], ["q", [1, 0]], ["q", [1.5, 2]], ["D", "1e"],
+                                  ["l", [["l", [["l", []]]]] * 1]])
 def test_codec_rejects_malformed_data(data):
     if data == ["l", [["l", [["l", []]]]]]:  # well formed: the control case
         assert decode(data, lambda d: None) == [[[]]]
