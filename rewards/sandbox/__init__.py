@@ -21,10 +21,11 @@ Isolation levels, chosen once per process by `isolation()` (a probe run, result 
 - "namespaces" (no bwrap): the launcher's own mount, network, PID, IPC and UTS namespaces (plus a user
   namespace when we are not root). Every host mount is re-mounted read-only (the whole host stays
   visible), /tmp and /dev/shm are fresh size-limited tmpfs, /proc shows only the sandbox's
-  processes, the network has only a downed loopback device; no seccomp filter. The program runs as
+  processes, the network has only a downed loopback device; the same seccomp filter, loaded by the
+  launcher. The program runs as
   PID 2 under a PID-1 reaper; when either exits or is killed, the kernel kills the namespace.
 - "basic": no namespaces could be made (e.g. a container whose seccomp profile forbids `unshare`):
-  rlimits and, as root, a private uid only.
+  rlimits, the seccomp filter and, as root, a private uid only.
 Anything but bwrap mode is logged as a warning naming what is lost; docs/sandbox.md says more.
 
 Always: rlimits (CPU, address space, processes, file size, open files, no core files), no new

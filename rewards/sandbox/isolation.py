@@ -28,9 +28,8 @@ ISOLATION_ENV = "RL_SANDBOX_ISOLATION"
 MODES = ("bwrap", "namespaces", "basic")
 LOST = {
     "namespaces": "the program sees the whole host filesystem read-only (the repository, datasets, /etc, "
-                  "every world-readable file), can connect to Unix sockets outside /tmp and /run, and may "
-                  "make every syscall (no seccomp filter: io_uring, unshare, bpf, ptrace, keyctl, ...)",
-    "basic": "no network, filesystem or PID isolation and no seccomp filter: the program can read every "
+                  "every world-readable file) and can connect to Unix sockets outside /tmp and /run",
+    "basic": "no network, filesystem or PID isolation: the program can read every "
              "file its uid may read, write world-writable host paths, reach the network and see host processes",
 }
 """What each fallback loses against bwrap mode (logged as a warning once per process)."""
@@ -68,7 +67,7 @@ class Isolation:
     bwrap: tuple[str, ...] = field(default=(), repr=False)
     """bwrap mode: bwrap's binary, then the options that build the root (bwrap.root_args)."""
     seccomp_bpf: bytes | None = field(default=None, repr=False)
-    """bwrap mode: the seccomp filter (seccomp.bpf_program); None where libseccomp is unavailable."""
+    """The seccomp filter (seccomp.bpf_program), in every mode; None where libseccomp is unavailable."""
 
 
 def make_cgroup(path: str, limits: Limits) -> None:
@@ -203,21 +202,26 @@ def _candidate(mode: str, python: str, as_root: bool, memory: str | None, cpu: s
                failures: list[str]) -> Isolation | str:
     """The Isolation to probe, or why this mode cannot even be tried with this interpreter."""
     if mode != "bwrap":
-        return Isolation(mode, python, as_root, memory, cpu_cgroup=cpu)
+        return Isolation(mode, python, as_root, memory, cpu_cgroup=cpu, seccomp_bpf=_seccomp(failures))
     if bwrap.BWRAP is None:
         return "bwrap is not installed"
     try:
         layout = _layout(python)
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         return f"it does not run even outside the sandbox: {exc}"
+    return Isolation(mode, python, as_root, memory, cpu_cgroup=cpu,
+                     bwrap=(bwrap.BWRAP, *bwrap.root_args(python, layout)), seccomp_bpf=_seccomp(failures))
+
+
+def _seccomp(failures: list[str]) -> bytes | None:
+    """The filter every mode loads (bwrap through --seccomp, the others in the launcher); None, noted,
+    where libseccomp is unavailable."""
     try:
-        seccomp = bpf_program()
+        return bpf_program()
     except (ImportError, OSError, RuntimeError) as exc:  # pyseccomp raises RuntimeError without libseccomp
-        seccomp = None
         failures.append(f"no seccomp filter ({exc}): every syscall is allowed; pip install pyseccomp "
                         f"(needs libseccomp2)")
-    return Isolation(mode, python, as_root, memory, cpu_cgroup=cpu,
-                     bwrap=(bwrap.BWRAP, *bwrap.root_args(python, layout)), seccomp_bpf=seccomp)
+        return None
 
 
 def _chosen(found: Isolation, failures: list[str]) -> Isolation:

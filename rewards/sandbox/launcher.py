@@ -41,6 +41,7 @@ _MOUNT_OPTION_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_N
                        "noatime": _MS_NOATIME, "nodiratime": _MS_NODIRATIME,
                        "relatime": _MS_RELATIME, "strictatime": _MS_STRICTATIME}
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 36, 38
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 
 
 def minimal_env() -> dict[str, str]:
@@ -270,7 +271,22 @@ def _become_program(cfg: dict, alive_r: int) -> None:
         os.setgid(cfg["uid"])
         os.setuid(cfg["uid"])
     _check(_libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    if cfg["mode"] != "bwrap" and cfg["seccomp"]:  # bwrap loads it itself (--seccomp)
+        _load_seccomp(bytes.fromhex(cfg["seccomp"]))
     _die_with_launcher(alive_r)  # again: a uid change clears the parent-death signal
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: the BPF program prctl(PR_SET_SECCOMP) takes."""
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _load_seccomp(bpf: bytes) -> None:
+    """Load the filter (seccomp.py's, exported as classic BPF, 8 bytes an instruction) for this process
+    and what it execs; needs no_new_privs, set just before. Plain ctypes: the launcher is stdlib only."""
+    program = ctypes.create_string_buffer(bpf, len(bpf))
+    fprog = _SockFprog(len(bpf) // 8, ctypes.cast(program, ctypes.c_void_p))
+    _check(_libc().prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "prctl(SECCOMP)")
 
 
 def _private_filesystem(tmpfs_mb: int) -> None:

@@ -30,9 +30,9 @@ def bwrap_mode():
         pytest.skip(f"the sandbox runs in {isolation().mode} mode here ({why})")
 
 
-def _run(program: str, **limits) -> dict:
-    """Run `program` in the sandbox; it prints one JSON object, returned here."""
-    result = run_python(["-c", textwrap.dedent(program)], files={},
+def _run(program: str, iso=None, **limits) -> dict:
+    """Run `program` in the sandbox (`iso`: another mode than the chosen one); it prints one JSON object."""
+    result = run_python(["-c", textwrap.dedent(program)], files={}, iso=iso,
                         limits=Limits(wall_s=limits.pop("wall_s", 5.0), **limits))
     assert result.returncode == 0, result
     return json.loads(result.stdout)
@@ -140,9 +140,15 @@ DENIED_CALLS = {  # name -> arguments that would succeed, or fail otherwise than
 }
 
 
-def test_seccomp_denies_with_eperm_and_normal_code_runs(bwrap_mode):
-    if isolation().seccomp_bpf is None:
+@pytest.mark.parametrize("mode", ["bwrap", "namespaces", "basic"])
+def test_seccomp_denies_with_eperm_and_normal_code_runs(mode):
+    """Every mode loads the filter: bwrap through --seccomp, the fallbacks in the launcher."""
+    chosen = isolation()
+    if chosen.seccomp_bpf is None:
         pytest.skip("no seccomp filter here (pyseccomp or libseccomp missing: see the warning it logged)")
+    if mode == "bwrap" and chosen.mode != "bwrap":
+        pytest.skip(f"no bwrap mode here ({chosen.mode})")
+    iso = chosen if mode == chosen.mode else dataclasses.replace(chosen, mode=mode, bwrap=None)
     numbers = _syscall_numbers([*DENIED_CALLS, "clone", "clone3"])
     seen = _run(f"""
         import ctypes, errno, json, os
@@ -160,7 +166,7 @@ def test_seccomp_denies_with_eperm_and_normal_code_runs(bwrap_mode):
         out["clone(CLONE_NEWNET)"] = call({numbers["clone"]}, 0x40000000 | 17, 0, 0, 0, 0)
         out["clone3"] = call({numbers["clone3"]}, 0, 0)
         print(json.dumps(out))
-    """)
+    """, iso=iso)
     expected = {name: "EPERM" for name in DENIED_CALLS} | {"clone(CLONE_NEWUSER)": "EPERM",
                                                            "clone(CLONE_NEWNET)": "EPERM", "clone3": "ENOSYS"}
     assert seen == expected
