@@ -73,7 +73,8 @@ class TestCase:
 def code_reward(completion: str, *, tests: Any = None, entry_point: str | None = None,
                 prompt: Any = None, test: str | None = None, timeout_s: float = 4.0,
                 total_timeout_s: float = 8.0, memory_mb: int = 1024, **row: Any) -> RewardResult:
-    """Score = fraction of tests passed; each test in its own sandbox with `timeout_s` of wall time.
+    """Score = fraction of tests passed: the assert tests in one sandbox (each with `timeout_s`), each
+    stdin/stdout test in its own sandbox with `timeout_s` of wall time.
 
     `total_timeout_s` bounds the whole row: tests not started by then count as failed. Keep it
     below the reward runner's per-call timeout (10 s by default), or a slow program would get a
@@ -85,21 +86,23 @@ def code_reward(completion: str, *, tests: Any = None, entry_point: str | None =
         return RewardResult(0.0, {"passed": 0, "total": len(cases), "error": "no code in the completion"})
     if not _encodable(code):  # a lone surrogate: no interpreter could read it as a file
         return RewardResult(0.0, {"passed": 0, "total": len(cases), "error": "the code is not valid UTF-8 text"})
-    code_prompt = prompt if isinstance(prompt, str) and _prompt_entry(prompt, entry_point) else None
-    program = build_program(code, code_prompt, entry_point)
+    prompt_entry = _prompt_entry(prompt, entry_point) if isinstance(prompt, str) else None
+    code_prompt = prompt if prompt_entry else None
+    program = build_program(code, code_prompt, prompt_entry)
     deadline = time.monotonic() + total_timeout_s
     outcomes: dict[int, dict[str, str] | None] = {}
     asserts = [i for i, case in enumerate(cases) if case.code is not None]
     if asserts:  # the prompt's helpers (trusted) run beside the tests; the entry point is the program's
         job = {"tests": [cases[i].code for i in asserts], "timeout_s": timeout_s, "prompt": code_prompt,
-               "entry_point": _prompt_entry(code_prompt, entry_point) if code_prompt else entry_point}
+               "entry_point": prompt_entry or entry_point}
         outcomes.update(zip(asserts, run_assert_tests(program, job, memory_mb, total_timeout_s)))
-    for index, case in enumerate(cases):
-        if case.code is None:
-            remaining = deadline - time.monotonic()
-            outcomes[index] = (run_stdio_test(program, case, Limits(wall_s=min(timeout_s, remaining), cpu_s=timeout_s,
-                                                                    memory_mb=memory_mb))
-                               if remaining > 0 else {"reason": f"not run: row budget {total_timeout_s}s spent"})
+    for index in (i for i, case in enumerate(cases) if case.code is None):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            outcomes[index] = {"reason": f"not run: row budget {total_timeout_s}s spent"}
+            continue
+        limits = Limits(wall_s=min(timeout_s, remaining), cpu_s=timeout_s, memory_mb=memory_mb)
+        outcomes[index] = run_stdio_test(program, cases[index], limits)
     failures = [{"test": i, **outcomes[i]} for i in range(len(cases)) if outcomes[i] is not None]
     details = {"passed": len(cases) - len(failures), "total": len(cases), "isolation": isolation().mode,
                "failures": failures[:_MAX_FAILURES_SHOWN]}
@@ -123,16 +126,17 @@ def run_assert_tests(program: str, job: dict[str, Any], memory_mb: int, budget_s
     result = run_python(["harness.py", "tester"], files={**HARNESS_FILES, "solution.py": program},
                         stdin=stdin, limits=Limits(wall_s=budget_s, cpu_s=budget_s, memory_mb=memory_mb))
     verdicts = parse_verdicts(result.stdout, nonce, len(job["tests"]))
-    stderr = result.stderr_tail[-300:]
+    stopped_in = verdicts.index(None) if None in verdicts else None  # the test the run ended in, if any
+    not_run = {"reason": f"not run: row budget {budget_s}s spent" if result.timed_out
+               else "not run: the grader stopped early"}
     outcomes: list[dict[str, str] | None] = []
-    for verdict in verdicts:
-        if verdict is None and len(outcomes) == verdicts.index(None):  # the test the run stopped in
+    for index, verdict in enumerate(verdicts):
+        if index == stopped_in:
             outcomes.append(_failure(result, "the grader stopped before this test's verdict"))
         elif verdict is None:
-            outcomes.append({"reason": f"not run: row budget {budget_s}s spent" if result.timed_out
-                             else "not run: the grader stopped early"})
+            outcomes.append(dict(not_run))
         else:
-            outcomes.append(None if verdict == "pass" else {"reason": verdict, "stderr": stderr})
+            outcomes.append(None if verdict == "pass" else {"reason": verdict, "stderr": result.stderr_tail[-300:]})
     return outcomes
 
 
@@ -202,10 +206,10 @@ def extract_code(completion: str) -> str:
 
 def build_program(code: str, prompt: str | None, entry_point: str | None) -> str:
     """Join the prompt and the completion's code the way HumanEval's harness does (module docstring)."""
-    entry = entry_point or (_last_def(prompt) if prompt else None)
-    prompt_def = _def_line(prompt, entry) if prompt and entry else None
-    if prompt_def is None:  # no code prompt to build on (e.g. a natural-language question)
+    entry = _prompt_entry(prompt, entry_point) if prompt else None
+    if entry is None:  # no code prompt to build on (e.g. a natural-language question)
         return code
+    prompt_def = _def_line(prompt, entry)
     if _def_line(code, entry) is not None:  # a whole function: keep the prompt's imports and helpers
         return prompt[:prompt_def.start()] + code
     return prompt + code
