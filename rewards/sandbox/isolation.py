@@ -16,10 +16,14 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rewards.sandbox import bwrap
 from rewards.sandbox.launcher import SAFE_PATH
 from rewards.sandbox.seccomp import bpf_program
+
+if TYPE_CHECKING:  # the package imports this module: no runtime import of its Limits
+    from rewards.sandbox import Limits
 
 logger = logging.getLogger("rewards")
 

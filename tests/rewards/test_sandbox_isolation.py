@@ -12,7 +12,6 @@ import os
 import socket
 import tempfile
 import textwrap
-import time
 
 import pytest
 
