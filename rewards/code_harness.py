@@ -320,8 +320,10 @@ def namespace_for(names: dict, connection: Connection, prompt: str | None, entry
     if prompt:
         try:
             exec(compile(prompt, "prompt.py", "exec"), namespace)
-        except Exception:  # a prompt that does not run on its own: the program's names stand
-            pass
+        except Exception as exc:  # a prompt that does not run on its own: the program's names stand
+            name, text = error_of(exc)
+            print(f"harness: the code prompt does not run on its own ({name}: {text}); the program's "
+                  "definitions of its helpers are used", file=sys.stderr)
         if entry_point in namespace.program_names:
             namespace.pop(entry_point, None)  # looked up in the program again
     return namespace
