@@ -63,8 +63,7 @@ def check_cluster_fits(groups: dict[str, ActorGroupConfig], total: dict[str, flo
     (placement would otherwise wait for nodes that will not come, then fail minutes later)."""
     wanted: dict[str, float] = {}
     for group in groups.values():
-        bundle = {"CPU": group.cpus_per_worker, "GPU": group.gpus_per_worker, **group.resources}
-        for name, amount in bundle.items():
+        for name, amount in bundle_of(group).items():
             wanted[name] = wanted.get(name, 0.0) + amount * group.num_workers
     short = {name: (amount, total.get(name, 0.0)) for name, amount in wanted.items()
              if amount > total.get(name, 0.0) + 1e-9}
@@ -112,13 +111,18 @@ def create_group(role: str, group: ActorGroupConfig, cfg: BaseConfig, cls: type,
     return actors
 
 
+def bundle_of(group: ActorGroupConfig) -> dict[str, float]:
+    """What one actor of `group` asks Ray for (its placement-group bundle)."""
+    return {"CPU": group.cpus_per_worker, **({"GPU": group.gpus_per_worker} if group.gpus_per_worker else {}),
+            **group.resources}
+
+
 def placement(role: str, group: ActorGroupConfig, strategy: str) -> Any:
     """A placement group with one bundle per actor of `role`; fails clearly if it cannot be placed."""
     import ray
     from ray.util.placement_group import placement_group
 
-    bundle = {"CPU": group.cpus_per_worker, **({"GPU": group.gpus_per_worker} if group.gpus_per_worker else {}),
-              **group.resources}
+    bundle = bundle_of(group)
     pg = placement_group([dict(bundle) for _ in range(group.num_workers)], strategy=strategy, name=f"rl-{role}")
     ready, _ = ray.wait([pg.ready()], timeout=float(os.environ.get("RL_PLACEMENT_TIMEOUT_S", 120)))
     if not ready:
