@@ -149,6 +149,7 @@ def grpo_step(step: int, batch: ScoredRollouts, cfg: TrainConfig, mix: TaskMix, 
         "time/sync": batch.t_sync, "time/wait_rollout": batch.t_wait, "time/step": step_s,
         "rollout/staleness": float(step - batch.weights_version), "perf/gen_tokens": float(generated),
         "perf/gen_tokens_per_s": generated / max(batch.t_generate, 1e-9),
+        "perf/train_tokens": float(train_batch.attention_mask.sum()),  # prompt + response tokens the learner ran
         "perf/samples_per_s": len(rollouts) / max(step_s, 1e-9),
     })
     return metrics

@@ -2,7 +2,7 @@
 
 Names are namespaced and stable: `reward/mean`, `reward/<task>/mean`, `reward/<task>/<component>`,
 `rollout/response_len`, `rollout/truncation_rate`, `rollout/zero_var_groups`, `time/generate`,
-`time/reward`, `time/train`, `time/sync`, `perf/gen_tokens_per_s`, `actor/*`, `pg/*`, `loss/*`;
+`time/reward`, `time/train`, `time/sync`, `perf/gen_tokens_per_s`, `perf/train_tokens`, `actor/*`, `pg/*`, `loss/*`;
 agent envs: `env/turns`, `env/tool_calls`, `env/tool_errors`, `env/success`, `env/<task>/*`, `time/env`;
 per task also `reward/<task>/accuracy`, `rollout/<task>/thinking_ratio`, `thinking/<task>/thought_rate`,
 and from periodic evaluation (rl/evaluate.py) `eval/<task>/pass@1`, `eval/<task>/pass@<k>`.

@@ -119,7 +119,8 @@ def resolve_model_path(path: str) -> str:
 
 def build_tiny_model(out: str | Path, arch: str = "qwen3", hidden_size: int = 64, num_layers: int = 2,
                      tokenizer_dir: str | Path | None = None, seed: int = 0, num_heads: int = 4,
-                     num_kv_heads: int = 2, head_dim: int = 64, intermediate_size: int | None = None) -> Path:
+                     num_kv_heads: int = 2, head_dim: int = 64, intermediate_size: int | None = None,
+                     max_position_embeddings: int = 2048) -> Path:
     """Save a randomly initialised Qwen3 or Qwen3-MoE model with the Qwen3 tokenizer to `out` (tests).
 
     The defaults are tiny; benchmarks/gpu_check.py passes Qwen3-0.6B's shape (hidden 1024, 28 layers,
@@ -131,7 +132,8 @@ def build_tiny_model(out: str | Path, arch: str = "qwen3", hidden_size: int = 64
     common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
                   num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
                   head_dim=head_dim,  # 64 by default: a size vLLM CPU kernels support
-                  intermediate_size=intermediate_size or hidden_size * 2, max_position_embeddings=2048, tie_word_embeddings=True,
+                  intermediate_size=intermediate_size or hidden_size * 2, max_position_embeddings=max_position_embeddings,
+                  tie_word_embeddings=True,
                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                   pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
