@@ -141,14 +141,21 @@ def test_gpu_check_without_cuda_says_so():
 
 
 @pytest.mark.slow
-def test_gpu_check_cpu_path_runs_the_learner(tmp_path):
+@pytest.mark.ray
+def test_gpu_check_cpu_dry_run_trains_through_the_whole_topology(tmp_path):
+    """The GPU acceptance run at tiny sizes: rl.driver.train (Ray, vLLM, DeepSpeed) for 2 steps, figures per step."""
     out = tmp_path / "g.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu",
-                           "--steps", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+                           "--steps", "2", "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result["size"] == "tiny" and result["learner"]["tokens_per_step"] == 4 * 32
-    assert result["learner"]["flops_per_s"] > 0 and 0 < result["mfu"] < 1.5
+    assert result["size"] == "tiny" and [s["step"] for s in result["steps"]] == [1, 2]
+    step = result["steps"][1]
+    assert step["gen_tokens"] > 0 and step["train_tokens"] > step["gen_tokens"]  # prompts are trained on too
+    assert 0 < step["learner_mfu"] < 1.5 and step["gen_tokens_per_s"] > 0
+    assert step["sync_s"] > 0 and 0 < step["sync_share"] < 1  # step 2 generates with the synced weights
+    assert 0.5 < result["peak_host_rss_gib"] < 24
+    assert "sync" in proc.stdout and "MFU" in proc.stdout
 
 
 class RandomLengthEngine:
