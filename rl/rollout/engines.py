@@ -16,17 +16,15 @@ vLLM's default multiprocess mode (which pins the worker to one core).
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from rl.models import device_and_dtype
+from rl.vllm_setup import modules_hidden_from_vllm_kernel_scan
 
 
 @dataclass
@@ -103,37 +101,6 @@ class HFEngine:
                     raise KeyError(f"weight {name!r} from the learner is not in the rollout model; "
                                    "learner and rollout must load the same architecture")
                 state[name].copy_(tensor)
-
-
-@contextlib.contextmanager
-def modules_hidden_from_vllm_kernel_scan() -> Iterator[None]:
-    """Take modules vLLM's CPU start-up would crash on out of `sys.modules` while `LLM()` starts.
-
-    Without Triton, vLLM's CPU platform rebinds kernels by walking every attribute of every loaded
-    module and calling `vars(value).get(...)` (vllm/triton_utils/dispatcher.py). Objects that proxy
-    `__dict__` break that: llvmlite's `ffi.lib`, loaded whenever numba is (bm25s imports numba, so the
-    search agent env and the RAG reward do), makes `LLM()` raise AttributeError. The modules are only
-    unlisted for the duration; every reference to them stays valid.
-    """
-    def scannable(module) -> bool:
-        namespace = getattr(module, "__dict__", None) or {}
-        for value in list(namespace.values()):
-            try:
-                if hasattr(value, "__dict__") and not isinstance(vars(value), Mapping):
-                    return False
-            except Exception:  # noqa: BLE001 - odd objects may raise anything on attribute access
-                continue
-        return True
-
-    with warnings.catch_warnings():  # deprecated module attributes warn when touched
-        warnings.simplefilter("ignore")
-        hidden = {name: module for name, module in list(sys.modules.items()) if not scannable(module)}
-    for name in hidden:
-        del sys.modules[name]
-    try:
-        yield
-    finally:
-        sys.modules.update(hidden)
 
 
 class VLLMEngine:

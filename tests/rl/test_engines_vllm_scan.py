@@ -2,7 +2,7 @@
 import sys
 import types
 
-from rl.rollout.engines import modules_hidden_from_vllm_kernel_scan
+from rl.vllm_setup import modules_hidden_from_vllm_kernel_scan
 
 
 class _ProxiesDict:
