@@ -219,6 +219,9 @@ class LearnerConfig(ActorGroupConfig):
     """Token budget per forward/backward pass (rows x longest row of the pass; longest response with
     `shared_prefix`), packing more short rows into one pass (dynamic batching); 0: passes of
     `micro_batch_size` rows."""
+    logits_chunk_tokens: int = 1024
+    """Positions projected onto the vocabulary at a time when computing log-probs and entropy (each
+    chunk's fp32 logits recomputed in backward, never a whole pass's (rows, tokens, vocab)); 0: all at once."""
     shared_prefix: bool = True
     """Run each GRPO group's shared prompt once per pass and its responses on that prompt's KV cache
     (exact: the same logprobs and gradients as running every row whole), instead of once per sample.

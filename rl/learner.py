@@ -11,7 +11,8 @@ gets its slice of the rollout batch (`TrainBatch`) and runs:
     optimizer step at each mini-batch boundary (DeepSpeed's gradient accumulation)
 
 The learner divides logits by the sampling temperature so its logprobs are those of the
-distribution the rollout engine sampled from.
+distribution the rollout engine sampled from. Logprobs and entropies come from rl/learner_logprobs.py,
+which projects onto the vocabulary `learner.logits_chunk_tokens` positions at a time.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import inspect
 import os
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import torch
 
 from rl import grpo
 from rl.config import BaseConfig, TrainConfig
+from rl.learner_logprobs import LogprobSettings, at, token_logprobs, window_logprobs
 from rl.lora import apply_lora, is_lora, save_lora, sync_parameters
 from rl.models import device_and_dtype
 from rl.types import SFTBatch, TrainBatch
@@ -70,8 +73,11 @@ class Learner:
         # Decided once here, not per forward: whether the model class can project only some positions
         # onto the vocabulary, and whether passes share prompts (HF drops the KV cache that sharing
         # needs under gradient checkpointing; the reference model is the same class).
-        self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.shared_prefix = cfg.learner.shared_prefix and not cfg.model.gradient_checkpointing
+        self.logprob_settings = LogprobSettings(
+            temperature=cfg.rollout.temperature if isinstance(cfg, TrainConfig) else 1.0,
+            chunk_tokens=lrn.logits_chunk_tokens, shared_prefix=self.shared_prefix,
+            keeps_logits="logits_to_keep" in inspect.signature(model.forward).parameters)
         if cfg.model.lora_rank:
             if cfg.model.gradient_checkpointing:
                 model.enable_input_require_grads()  # checkpointed blocks need an input that wants grad
@@ -115,64 +121,6 @@ class Learner:
         return micro, -(-per_rank // micro)
 
     # ------------------------------------------------------------------------------------- training
-    def _logprobs(self, model: Any, mb: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logprobs (B, W) of the labels that can be trained, the logits (B, W, V) they came from, and
-        `index` (B, W): the column of input_ids[:, 1:] (and of every (B, T-1) tensor aligned with it)
-        each entry belongs to; T-1, one past the end, marks padding (`_at` reads 0 there).
-
-        Only the columns holding trained labels get the vocabulary projection and softmax (a fifth of
-        a small model's FLOPs and most of its memory traffic), as TRL does with `logits_to_keep`."""
-        if self.shared_prefix:
-            return self._shared_prefix_logprobs(model, mb)
-        dev = _device()
-        cols = loss_window(mb.loss_mask)
-        kwargs = {"logits_to_keep": torch.arange(cols.start, cols.stop)} if self.keeps_logits else {}
-        logits = model(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev), **kwargs).logits
-        if not kwargs:  # a model class without logits_to_keep: project everything, keep the window
-            logits = logits[:, cols]
-        logits = logits.float() / self.cfg.rollout.temperature
-        labels = mb.input_ids[:, cols.start + 1:cols.stop + 1].to(dev)
-        index = torch.arange(cols.start, cols.stop).expand(len(labels), -1)
-        return grpo.logprobs_from_logits(logits, labels), logits, index
-
-    def _shared_prefix_logprobs(self, model: Any, mb: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`_logprobs` with each distinct prompt of the pass run once (GRPO's group_size samples share
-        one): prompts left-padded in one forward that keeps its KV cache, the cache repeated for each
-        row, then the responses on it with their true positions. The same math as running each row
-        whole; gradients reach the prompt through the cache. Labels are response tokens, so `index`
-        of response token j of a row with prompt length p is p - 1 + j."""
-        dev = _device()
-        lengths = mb.attention_mask.sum(dim=1)
-        prompts: dict[tuple[int, ...], int] = {}
-        group = torch.tensor([prompts.setdefault(tuple(ids[:p].tolist()), len(prompts))
-                              for ids, p in zip(mb.input_ids, mb.prompt_lengths.tolist())])
-        p_max = max(len(k) for k in prompts)
-        prompt_ids = torch.zeros(len(prompts), p_max, dtype=torch.long)
-        prompt_mask = torch.zeros_like(prompt_ids)
-        for ids, g in prompts.items():
-            prompt_ids[g, p_max - len(ids):], prompt_mask[g, p_max - len(ids):] = torch.tensor(ids), 1
-        keep = {"logits_to_keep": 1} if self.keeps_logits else {}
-        head = model(input_ids=prompt_ids.to(dev), attention_mask=prompt_mask.to(dev), use_cache=True,
-                     position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0).to(dev), **keep)
-        cache = head.past_key_values
-        cache.reorder_cache(group.to(dev))  # one copy of its prompt's keys and values per row
-
-        resp_len = lengths - mb.prompt_lengths
-        width = max(int(resp_len.max()), 1)
-        responses = torch.zeros(len(group), width, dtype=torch.long)
-        resp_mask = torch.zeros_like(responses)
-        for i, (p, n) in enumerate(zip(mb.prompt_lengths.tolist(), resp_len.tolist())):
-            responses[i, :n], resp_mask[i, :n] = mb.input_ids[i, p:p + n], 1
-        positions = mb.prompt_lengths[:, None] + torch.arange(width)
-        tail = model(input_ids=responses.to(dev), attention_mask=torch.cat([prompt_mask[group], resp_mask], 1).to(dev),
-                     position_ids=positions.to(dev), past_key_values=cache, use_cache=True)
-        # the prompt's last position predicts response token 0; response position j predicts j + 1
-        logits = torch.cat([head.logits[:, -1:][group.to(dev)], tail.logits[:, :-1]], dim=1)
-        logits = logits.float() / self.cfg.rollout.temperature
-        index = mb.prompt_lengths[:, None] - 1 + torch.arange(width)
-        index = torch.where(resp_mask.bool(), index, mb.input_ids.shape[1] - 1)
-        return grpo.logprobs_from_logits(logits, responses.to(dev)), logits, index
-
     def _micro_batches(self, batch: TrainBatch, rows: torch.Tensor) -> list[tuple[torch.Tensor, TrainBatch]]:
         """Split `rows` of `batch` into passes of at most `micro_batch_size` rows and (if set)
         `max_tokens_per_micro_batch` padded tokens, rows sorted longest first so that each pass is
@@ -203,7 +151,7 @@ class Learner:
         rows, width = batch.input_ids.shape
         out = torch.zeros(rows, width)  # one column more than (B, T-1): where `index` puts padding
         for idx, mb in self._micro_batches(batch, torch.arange(rows)):
-            logprobs, _, index = self._logprobs(model, mb)
+            logprobs, _, index = token_logprobs(model, mb, self.logprob_settings)
             index = torch.where(index >= mb.input_ids.shape[1] - 1, width - 1, index)  # the pass was cut shorter
             out[idx] = out[idx].scatter(1, index, logprobs.cpu())
         return out[:, :-1]
@@ -262,30 +210,30 @@ class Learner:
         """One pass's GRPO loss (policy loss, KL to the reference, entropy term), its (b, W) loss mask
         and metrics. `old_all`/`ref_all`: (B, T-1) logprobs of the whole batch, or None."""
         cfg, g = self.cfg, self.cfg.grpo
-        logprobs, logits, index = self._logprobs(self.engine, mb)
+        # the entropy's graph only when the loss uses it
+        logprobs, entropy, index = token_logprobs(self.engine, mb, self.logprob_settings,
+                                                  entropy="grad" if self.entropy_coef else "value")
         dev = logprobs.device
-        sampled = _at(mb.loss_mask[:, 1:], index).to(dev).float()  # every token the policy sampled
+        sampled = at(mb.loss_mask[:, 1:], index).to(dev).float()  # every token the policy sampled
         mask = sampled  # the tokens trained on
         if g.mask_truncated:  # DAPO's overlong filtering: cut responses teach nothing about the answer
             mask = sampled * (1 - mb.truncated.to(dev).float()).unsqueeze(1)
-        old = _at(old_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev) if old_all is not None \
+        old = at(old_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev) if old_all is not None \
             else logprobs.detach()
         sequence = g.importance_level == "sequence"
         loss, metrics = grpo.policy_loss(
             logprobs, old, mb.advantages.to(dev), mask, clip_low=g.seq_clip_low if sequence else g.clip_low,
             clip_high=g.seq_clip_high if sequence else g.clip_high, loss_agg=g.loss_agg,
             max_tokens=cfg.rollout.max_new_tokens, importance_level=g.importance_level,
-            behavior_logprobs=_at(mb.behavior_logprobs[:, 1:], index).to(dev) if g.tis_cap else None,
+            behavior_logprobs=at(mb.behavior_logprobs[:, 1:], index).to(dev) if g.tis_cap else None,
             tis_cap=g.tis_cap, kl_cov_ratio=g.kl_cov_ratio, kl_cov_coef=g.kl_cov_coef)
         metrics["loss/pg"] = loss.detach()
         if ref_all is not None:
-            ref = _at(ref_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev)
+            ref = at(ref_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev)
             kl = grpo.kl_loss(logprobs, ref, mask, estimator=g.kl_estimator, loss_agg=g.loss_agg,
                               max_tokens=cfg.rollout.max_new_tokens)
             loss = loss + g.kl_coef * kl
             metrics["loss/kl"] = kl.detach()
-        with torch.set_grad_enabled(bool(self.entropy_coef)):  # a (b, W, V) graph only when the loss uses it
-            entropy = grpo.entropy_from_logits(logits)  # (b, W)
         if self.entropy_coef:
             bonus = grpo.agg_loss(entropy, mask, g.loss_agg, cfg.rollout.max_new_tokens)
             loss = loss - self.entropy_coef * bonus
@@ -310,9 +258,9 @@ class Learner:
         nll_sum, grad_norms = 0.0, []
         for idx in torch.arange(len(batch.input_ids)).split(micro):
             mb = batch.select(idx)
-            logits = self.engine(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev)).logits
-            logprobs = grpo.logprobs_from_logits(logits[:, :-1].float(), mb.input_ids[:, 1:].to(dev))  # (b, T-1)
-            nll = -(logprobs * mb.loss_mask[:, 1:].to(dev)).sum()
+            logprobs, _, index = window_logprobs(self.engine, mb.input_ids, mb.attention_mask, mb.loss_mask,
+                                                 replace(self.logprob_settings, temperature=1.0))  # (b, W)
+            nll = -(logprobs * at(mb.loss_mask[:, 1:], index).to(dev)).sum()
             # DeepSpeed divides by `gas`; scale so the step's gradient is that of the token mean.
             self.engine.backward(nll / total.to(dev) * gas)
             if self.engine.is_gradient_accumulation_boundary():
@@ -422,20 +370,6 @@ def _rank_mean(value: float, world_size: int) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     torch.distributed.all_reduce(t)
     return float(t) / world_size
-
-
-def _at(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """values (B, T-1) at `index` (B, W) from `Learner._logprobs`; index T-1 (padding) reads 0."""
-    padded = torch.cat([values, values.new_zeros(len(values), 1)], dim=1)
-    return padded.gather(1, index)
-
-
-def loss_window(loss_mask: torch.Tensor) -> slice:
-    """Columns of loss_mask[:, 1:] from the first to the last trained label of any row (at least one)."""
-    cols = loss_mask[:, 1:].any(dim=0).nonzero().flatten()
-    if len(cols) == 0:
-        return slice(0, 1)
-    return slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _node_ip() -> str:

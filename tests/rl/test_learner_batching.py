@@ -1,5 +1,5 @@
-"""The learner's passes: however a batch is cut (rows per pass, token budget), one GRPO update moves
-the weights the same way, and the logits window leaves the logprobs of trained tokens unchanged."""
+"""The learner's passes: however a batch is cut (rows per pass, token budget, logits in chunks), one GRPO
+update moves the weights the same way, and the logits window leaves the logprobs of trained tokens unchanged."""
 from __future__ import annotations
 
 import socket
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rl.config import load_config
-from rl.learner import Learner, loss_window
+from rl.learner import Learner
+from rl.learner_logprobs import loss_window
 from rl.types import TrainBatch
 
 
@@ -71,9 +72,10 @@ def _gradient_of_one_update(model, tmp_path, *overrides: str, batch: TrainBatch 
 def test_update_does_not_depend_on_how_the_batch_is_cut(tiny_model, tmp_path, loss_agg):
     agg = f"grpo.loss_agg={loss_agg}"
     whole, m1 = _gradient_of_one_update(tiny_model, tmp_path / "a", "learner.micro_batch_size=8",
-                                        "learner.shared_prefix=false", agg)
+                                        "learner.shared_prefix=false", "learner.logits_chunk_tokens=0", agg)
     variants = {
         "pairs": ("learner.micro_batch_size=2", "learner.shared_prefix=false"),
+        "logits in chunks": ("learner.micro_batch_size=8", "learner.shared_prefix=false", "learner.logits_chunk_tokens=7"),
         "budget": ("learner.micro_batch_size=8", "learner.max_tokens_per_micro_batch=40", "learner.shared_prefix=false"),
         "shared prompt": ("learner.micro_batch_size=8", "learner.shared_prefix=true"),
         "shared prompt, pairs": ("learner.micro_batch_size=2", "learner.shared_prefix=true"),
@@ -110,10 +112,26 @@ def test_mask_truncated_drops_exactly_the_truncated_rows(tiny_model, tmp_path):
     assert m1["actor/entropy"] == pytest.approx(unmasked["actor/entropy"], rel=1e-5)
 
 
+@pytest.mark.parametrize("overrides", [("learner.shared_prefix=true",), ("learner.shared_prefix=false",),
+                                       ("learner.shared_prefix=true", "model.lora_rank=4")])
+def test_chunked_logits_give_the_unchunked_update(tiny_model, tmp_path, overrides):
+    """The vocabulary projection in checkpointed chunks of 5 positions (not dividing any pass's
+    width) gives the loss, entropy and gradients of projecting a pass at once, entropy bonus on."""
+    common = ("learner.micro_batch_size=4", "grpo.entropy_coef=0.05", "rollout.temperature=0.7", *overrides)
+    whole, m_whole = _gradient_of_one_update(tiny_model, tmp_path / "whole", *common, "learner.logits_chunk_tokens=0")
+    chunked, m_chunked = _gradient_of_one_update(tiny_model, tmp_path / "chunked", *common,
+                                                 "learner.logits_chunk_tokens=5")
+    scale = max(g.abs().max().item() for g in whole.values())
+    assert chunked.keys() == whole.keys() and scale > 0
+    assert max((whole[k] - chunked[k]).abs().max().item() for k in whole) < 1e-5 * scale
+    for key in ("loss/pg", "loss/entropy_bonus", "actor/entropy", "actor/grad_norm"):
+        assert m_chunked[key] == pytest.approx(m_whole[key], rel=1e-5, abs=1e-7), key
+
+
 @pytest.mark.parametrize("shared_prefix", [True, False])
 def test_learner_logprobs_equal_a_plain_forward(tiny_model, tmp_path, shared_prefix):
     learner = _learner(tiny_model, tmp_path, f"learner.shared_prefix={str(shared_prefix).lower()}",
-                       "learner.micro_batch_size=3", "rollout.temperature=0.7")
+                       "learner.micro_batch_size=3", "rollout.temperature=0.7", "learner.logits_chunk_tokens=4")
     batch = _batch()
     got = learner.logprobs(batch)                             # (B, T-1), 0 outside trained labels
     model = learner.engine.module
@@ -136,9 +154,11 @@ def test_loss_window():
 @pytest.mark.parametrize("stage", [2, 3])
 def test_shared_prefix_under_zero_sharding(tiny_model, tmp_path, stage):
     """ZeRO-3 gathers parameters per forward; the prompt pass and the response pass are two forwards
-    before one backward, which must give the same gradient as ZeRO-0."""
-    plain = _learner(tiny_model, tmp_path / "z0", "learner.micro_batch_size=4").train(_batch())
-    sharded = _learner(tiny_model, tmp_path / f"z{stage}", "learner.micro_batch_size=4",
+    before one backward, which must give the same gradient as ZeRO-0. The output layer runs once per
+    logits chunk, again in backward (checkpointed), gathered each time."""
+    chunks = "learner.logits_chunk_tokens=5"
+    plain = _learner(tiny_model, tmp_path / "z0", "learner.micro_batch_size=4", chunks).train(_batch())
+    sharded = _learner(tiny_model, tmp_path / f"z{stage}", "learner.micro_batch_size=4", chunks,
                        f"learner.zero_stage={stage}").train(_batch())
     assert sharded["actor/grad_norm"] == pytest.approx(plain["actor/grad_norm"], rel=1e-4)
     assert sharded["loss/pg"] == pytest.approx(plain["loss/pg"], rel=1e-5, abs=1e-7)
