@@ -39,7 +39,7 @@ from rl.models import resolve_model_path
 from rl.pipeline import RolloutsAhead
 from rl.report import summary, write_report
 from rl.round import RoundWorkers, ScoredRollouts, check_prompt_lengths, collate, run_round, step_batch
-from rl.weight_sync import ObjectStoreSync, PublishedWeights
+from rl.weight_sync import CollectiveSync, ObjectStoreSync, PublishedWeights, connect_sync
 
 log = logging.getLogger("rl")
 
@@ -70,7 +70,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         judges = create_judges(cfg, judge_models) if judge_models else []  # noqa: F841
         restarts = fault.Restarts(cfg.cluster.max_actor_restarts)  # dead rollout/reward actors: retried
         workers = RoundWorkers(rollout_workers, create_reward_workers(cfg, tasks), restarts)
-        sync = ObjectStoreSync.connect(learners, rollout_workers, cfg.rollout.sync_bucket_mb, restarts)
+        sync = connect_sync(cfg, learners, rollout_workers, restarts)  # rollout.sync_method: collective or object store
         weights = PublishedWeights(0)  # the workers start with the model's own weights
         if resume_from is not None:
             ray.get([lrn.load.remote(str(resume_from)) for lrn in learners])
@@ -156,7 +156,8 @@ def grpo_step(step: int, batch: ScoredRollouts, cfg: TrainConfig, mix: TaskMix, 
 
 
 def checkpoint_and_evaluate(done: int, cfg: TrainConfig, out: Path, learners: list, run_id: str | None,
-                            tasks: list[Task], tokenizer: Any, workers: RoundWorkers, sync: ObjectStoreSync,
+                            tasks: list[Task], tokenizer: Any, workers: RoundWorkers,
+                            sync: ObjectStoreSync | CollectiveSync,
                             weights: PublishedWeights) -> dict[str, float]:
     """After `done` steps: a checkpoint every checkpoint.every steps and at the end, an evaluation every
     run.eval_every steps and at the end (with the newest weights: the rollout workers may hold older

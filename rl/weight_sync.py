@@ -12,15 +12,35 @@ The parts, in the order a weight travels:
                  each worker fetches bucket i while the learner still copies bucket i + 1
   engine side    `decode_bucket` (no copy), then the engine's `load_weights`; for vLLM through the
                  worker extension `VLLMWeightLoader`
-A second transport (a collective broadcast from the learner to the engines) is another class with the
-same `publish` / `load` pair.
+
+The second transport, `CollectiveSync` (`rollout.sync_method: collective`), has the same `publish` /
+`load` pair: a torch.distributed group of its own (vLLM's stateless group: a TCP store at learner rank
+0's node IP, apart from the learners' DeepSpeed world) spans learner rank 0 (group rank 0, the sender)
+and every process of every engine (a tensor-parallel vLLM engine joins with each of its workers, which
+all receive the full tensors; vLLM's loader shards them). NCCL on GPU, gloo on CPU, the same code.
+
+    sync = connect_sync("collective", learners, rollout_workers, bucket_mb=256, restarts=restarts)
+    published = sync.publish(version=step + 1)   # learners' broadcast and engines' receive, concurrently
+    seconds = sync.load(published)               # waits until every engine has loaded it
+
+Per bucket the sender broadcasts a JSON header (names, dtypes, shapes, offsets) and one flat byte
+buffer (`send_bucket` / `receive_buckets`); the engine loads each bucket as it arrives. Under ZeRO-3
+every learner rank takes part in each bucket's gather and only rank 0 sends. A worker restarted after
+a fault (a new process) makes `load(weights, workers=[w])` re-create the group for all members and
+broadcast the learner's current weights; a learner restart (`--resume`) connects a new group.
 """
 from __future__ import annotations
 
+import itertools
+import json
+import math
+import os
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,6 +48,7 @@ import torch
 if TYPE_CHECKING:
     import numpy as np
 
+    from rl.config import TrainConfig
     from rl.fault import Restarts
 
 
@@ -42,6 +63,8 @@ class PublishedWeights:
     version: int
     buckets: tuple[Any, ...] = ()
     others: tuple[Any, ...] = ()
+    receives: tuple[Any, ...] = ()
+    """Collective sync: the rollout workers' `receive_weights` calls of this version's broadcast."""
 
 
 # ------------------------------------------------------------------------------------- learner side
@@ -61,6 +84,29 @@ def bucket_groups(named_params: Iterable[tuple[str, Any]], dtype: str | None,
         groups[-1].append((name, p))
         size += nbytes
     return groups
+
+
+class CollectiveSender:
+    """The collective sync's sending end, mixed into the Learner actor (rl/learner.py), whose `rank`,
+    `_bucket_groups` and `_gather_bucket` (one bucket gathered under ZeRO-3, cast, on rank 0) it uses."""
+
+    weight_group: Any = None
+    """The collective sync's group, once joined (rank 0 only)."""
+
+    def join_weight_group(self, host: str, port: int, world_size: int) -> None:
+        """Rank 0 joins (or joins again, replacing its old group) as the group's rank 0, the sender."""
+        self.weight_group = join_weight_group(host, port, 0, world_size, self.weight_group)
+
+    def broadcast_weights(self, dtype: str | None, bucket_mb: float) -> None:
+        """Each bucket gathered in turn (every rank calls this under ZeRO-3, where the gather is
+        collective; only rank 0 otherwise) and broadcast by rank 0 before the next is gathered, then
+        the end mark: no process holds more than one bucket besides the model."""
+        for group in self._bucket_groups(dtype, bucket_mb * 2**20):
+            bucket = self._gather_bucket(group, dtype, copy=False)  # send_bucket copies it into one buffer
+            if bucket is not None:
+                send_bucket(self.weight_group, bucket)
+        if self.rank == 0:
+            end_weights(self.weight_group)
 
 
 def encode_bucket(named_tensors: list[tuple[str, torch.Tensor]]) -> list[tuple[str, str, np.ndarray | None]]:
@@ -94,18 +140,114 @@ def decode_bucket(bucket: list[tuple[str, str, np.ndarray | None]]) -> Iterator[
         yield name, decoded[name]
 
 
+# ---------------------------------------------------------------------------- collective, both ends
+SYNC_TIMEOUT_S = float(os.environ.get("RL_SYNC_TIMEOUT_S", 600))
+"""How long a member of the weight group waits for the others (the rendezvous, each broadcast)."""
+_ALIGN = 64  # byte offset of each tensor in a bucket's buffer: a dtype view needs aligned storage
+
+
+def join_weight_group(host: str, port: int, rank: int, world_size: int, replacing: Any = None) -> Any:
+    """This process as `rank` of the weight group whose TCP store group rank 0 hosts at host:port; a
+    ProcessGroup outside the default torch.distributed world (vLLM's stateless group: the learner's
+    DeepSpeed world and a vLLM engine's own groups stay untouched). NCCL on GPU, gloo on CPU.
+    `replacing`: this process's group from before (a member restarted, so the group forms again)."""
+    from vllm.distributed.utils import (stateless_destroy_torch_distributed_process_group,
+                                        stateless_init_torch_distributed_process_group)
+
+    if replacing is not None:
+        stateless_destroy_torch_distributed_process_group(replacing)
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    return stateless_init_torch_distributed_process_group(host, port, rank, world_size, backend,
+                                                          timeout=timedelta(seconds=SYNC_TIMEOUT_S))
+
+
+def _sync_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _broadcast_header(group: Any, header: bytes | None) -> bytes:
+    """Rank 0 sends `header`, the others receive it (None): its length, then its bytes."""
+    device = _sync_device()
+    size = torch.tensor([len(header) if header is not None else 0], dtype=torch.int64, device=device)
+    group.broadcast(size, 0).wait()
+    if not int(size):
+        return b""
+    data = (torch.frombuffer(bytearray(header), dtype=torch.uint8).to(device) if header is not None
+            else torch.empty(int(size), dtype=torch.uint8, device=device))
+    group.broadcast(data, 0).wait()
+    return bytes(data.cpu().numpy())
+
+
+def send_bucket(group: Any, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+    """Group rank 0: one bucket as a JSON header ([name, dtype, shape, byte offset] per tensor; a tied
+    weight sent under a second name points at the first) and one flat byte buffer (one broadcast per
+    bucket: gloo and NCCL are fast on large messages, slow on many small ones)."""
+    layout, seen, offset = [], {}, 0
+    for name, t in named_tensors:
+        if id(t) in seen:
+            layout.append([name, "same_as:" + seen[id(t)]])
+            continue
+        seen[id(t)] = name
+        layout.append([name, str(t.dtype).removeprefix("torch."), list(t.shape), offset])
+        offset += -(-t.numel() * t.element_size() // _ALIGN) * _ALIGN
+    payload = torch.empty(offset, dtype=torch.uint8, device=_sync_device())
+    for (name, t), entry in zip(named_tensors, layout):
+        if len(entry) == 4:
+            flat = t.detach().reshape(-1).view(torch.uint8)
+            payload[entry[3]:entry[3] + flat.numel()].copy_(flat)
+    _broadcast_header(group, json.dumps({"bytes": offset, "tensors": layout}).encode())
+    group.broadcast(payload, 0).wait()
+
+
+def end_weights(group: Any) -> None:
+    """Group rank 0: the mark that ends a version's buckets (an empty header)."""
+    _broadcast_header(group, b"")
+
+
+def receive_buckets(group: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """The receiving end of `send_bucket`, up to `end_weights`: (name, tensor) views of each bucket's
+    buffer on this process's device, a bucket received when the loader reaches it. Consume it to the
+    end: every member takes part in every broadcast."""
+    while header := _broadcast_header(group, None):
+        bucket = json.loads(header)
+        payload = torch.empty(bucket["bytes"], dtype=torch.uint8, device=_sync_device())
+        group.broadcast(payload, 0).wait()
+        received: dict[str, torch.Tensor] = {}
+        for name, dtype, *place in bucket["tensors"]:
+            if dtype.startswith("same_as:"):
+                yield name, received[dtype.removeprefix("same_as:")]
+                continue
+            (shape, offset), cast = place, getattr(torch, dtype)
+            nbytes = math.prod(shape) * cast.itemsize
+            received[name] = payload[offset:offset + nbytes].view(cast).view(shape)
+            yield name, received[name]
+
+
 class VLLMWeightLoader:
     """vLLM worker extension: mixed into vLLM's worker class, so `self.model_runner` is the worker's.
 
     The method name must not be `update_weights`, which collides with vLLM's own weight-transfer API.
-    In-process (uni executor) the tensors arrive as they are; a multiprocess or GPU-cluster engine
-    would take a file path or a collective broadcast here instead.
+    In-process (uni executor) the object store's tensors arrive as they are (`load_named_tensors`);
+    with the collective sync every worker process receives them from the group itself
+    (`join_weight_group`, `receive_weights`), so a multiprocess (tensor-parallel) engine works too.
     """
 
     def load_named_tensors(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         # reload_weights (not model.load_weights): it re-runs the post-load processing that the CPU
         # build applies (weight repacking), without which the next load fails on repacked params.
         self.model_runner.reload_weights(weights_iterator=iter(named_tensors))
+
+    weight_group: Any = None
+    """The collective sync's group, once joined."""
+
+    def join_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
+        """Join the collective sync's group as rank first_rank + this worker's rank in the engine (every
+        worker of a tensor-parallel engine is a member; each receives the full tensors)."""
+        self.weight_group = join_weight_group(host, port, first_rank + self.rank, world_size, self.weight_group)
+
+    def receive_weights(self) -> None:
+        """One version from the collective sync's group, loaded bucket by bucket as it arrives."""
+        self.load_named_tensors(receive_buckets(self.weight_group))
 
 
 # ---------------------------------------------------------------------------------------- transport
@@ -154,3 +296,104 @@ class ObjectStoreSync:
         else:
             self.restarts.tolerate("rollout", targets, loads)
         return time.perf_counter() - t0
+
+
+class CollectiveSync:
+    """Weight buckets broadcast over a collective group: learner rank 0 -> every engine process.
+
+    `publish` starts the transfer at once (the learner's broadcast and the workers' receive, issued
+    together so neither waits for a call that never comes); a worker busy generating takes the new
+    weights when its current call ends. `load` waits for it. Only the driver's thread publishes."""
+
+    def __init__(self, learners: list, rollout_workers: list, dtype: str, bucket_mb: float, zero3: bool,
+                 restarts: Restarts | None = None):
+        self.learners, self.rollout_workers, self.restarts = learners, rollout_workers, restarts
+        self.dtype, self.bucket_mb = dtype, bucket_mb
+        # ZeRO-3: every rank takes part in each bucket's gather; otherwise rank 0 holds the full weights
+        self.senders = learners if zero3 else learners[:1]
+        self.version = 0
+        self.members: list[int] = []  # the workers' process ids the group was formed with
+        self.lock = threading.Lock()  # the driver publishes while the rollout thread may re-sync a worker
+
+    @classmethod
+    def connect(cls, learners: list, rollout_workers: list, bucket_mb: float, zero3: bool,
+                restarts: Restarts | None = None) -> CollectiveSync:
+        import ray
+
+        dtype = ray.get(rollout_workers[0].weight_dtype.remote())
+        sync = cls(learners, rollout_workers, dtype, bucket_mb, zero3, restarts)
+        sync._form_group()
+        return sync
+
+    def _form_group(self) -> None:
+        """A new group of learner rank 0 (group rank 0) and every process of every engine; all join at
+        once (the rendezvous waits for the whole world) at rank 0's node IP, so engines on other
+        nodes reach it."""
+        import ray
+
+        sizes = ray.get([w.weight_group_size.remote() for w in self.rollout_workers])
+        host, port = ray.get(self.learners[0].rendezvous.remote())
+        world = 1 + sum(sizes)
+        first_ranks = itertools.accumulate([1, *sizes[:-1]])
+        joins = [self.learners[0].join_weight_group.remote(host, port, world)]
+        joins += [w.join_weight_group.remote(host, port, first, world)
+                  for w, first in zip(self.rollout_workers, first_ranks)]
+        ray.get(joins)
+        self.members = ray.get([w.pid.remote() for w in self.rollout_workers])
+
+    def _broadcast(self, version: int) -> PublishedWeights:
+        receives = tuple(w.receive_weights.remote(version) for w in self.rollout_workers)
+        sends = tuple(lrn.broadcast_weights.remote(self.dtype, self.bucket_mb) for lrn in self.senders)
+        return PublishedWeights(version, others=sends, receives=receives)
+
+    def publish(self, version: int) -> PublishedWeights:
+        """Broadcast the learner's weights as `version`; returns at once with the calls' refs. A worker
+        that restarted since the group was formed (a new process id) makes the group form again."""
+        import ray
+
+        with self.lock:
+            if ray.get([w.pid.remote() for w in self.rollout_workers]) != self.members:
+                self._form_group()
+            self.version = version
+            return self._broadcast(version)
+
+    def load(self, weights: PublishedWeights, workers: list | None = None) -> float:
+        """Wait until every rollout worker holds `weights`; returns the seconds waited. `workers` (a
+        restarted one, a new process outside the group): the group forms again for all members and
+        they get the learner's current weights (the newest published version: a restart under
+        off-policy lag gets newer weights than asked, which the staleness bound allows)."""
+        import ray
+
+        t0 = time.perf_counter()
+        if workers is not None:
+            if not weights.receives:  # the model's own weights, which a restarted worker starts with
+                return 0.0
+            with self.lock:
+                self._form_group()
+                weights = self._broadcast(self.version)
+        if self.restarts is None:
+            ray.get(list(weights.receives))
+        else:
+            self.restarts.tolerate("rollout", self.rollout_workers, list(weights.receives))
+        ray.get(list(weights.others))  # the learners' side: surface their errors
+        return time.perf_counter() - t0
+
+
+def resolve_sync_method(cfg: TrainConfig) -> str:
+    """`rollout.sync_method` with `auto` decided: collective on GPU (NCCL); on CPU the object store,
+    which measured faster on one node (docs/architecture.md, weight sync). Not collective for ZeRO-3
+    over several ranks with off-policy rollouts (config validation says why)."""
+    r, lrn = cfg.rollout, cfg.learner
+    if r.sync_method != "auto":
+        return r.sync_method
+    racy = lrn.zero_stage == 3 and lrn.num_workers > 1 and r.off_policy_steps > 0
+    return "collective" if torch.cuda.is_available() and not racy else "object_store"
+
+
+def connect_sync(cfg: TrainConfig, learners: list, rollout_workers: list,
+                 restarts: Restarts | None = None) -> ObjectStoreSync | CollectiveSync:
+    """The transport `rollout.sync_method` names, connected to the actor groups."""
+    bucket_mb = cfg.rollout.sync_bucket_mb
+    if resolve_sync_method(cfg) == "collective":
+        return CollectiveSync.connect(learners, rollout_workers, bucket_mb, cfg.learner.zero_stage == 3, restarts)
+    return ObjectStoreSync.connect(learners, rollout_workers, bucket_mb, restarts)

@@ -24,6 +24,7 @@ from typing import Protocol
 import torch
 
 from rl.models import device_and_dtype
+from rl.weight_sync import join_weight_group, receive_buckets
 from rl.vllm_setup import modules_hidden_from_vllm_kernel_scan
 
 
@@ -41,6 +42,13 @@ class Engine(Protocol):
     def generate(self, prompts: list[list[int]], max_tokens: list[int]) -> list[EngineOutput]: ...
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
+
+    # the collective weight sync (rl/weight_sync.py CollectiveSync): every engine process is a member
+    def weight_group_size(self) -> int: ...
+
+    def join_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None: ...
+
+    def receive_weights(self) -> None: ...
 
 
 class HFEngine:
@@ -102,6 +110,16 @@ class HFEngine:
                                    "learner and rollout must load the same architecture")
                 state[name].copy_(tensor)
 
+    def weight_group_size(self) -> int:
+        return 1
+
+    def join_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
+        self.weight_group = join_weight_group(host, port, first_rank, world_size,
+                                              replacing=getattr(self, "weight_group", None))  # set by the first join
+
+    def receive_weights(self) -> None:
+        self.load_weights(receive_buckets(self.weight_group))
+
 
 class VLLMEngine:
     """vLLM's offline `LLM`, in-process; weights updated through a worker extension (see below)."""
@@ -144,6 +162,21 @@ class VLLMEngine:
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         self.llm.collective_rpc("load_named_tensors", args=(named_tensors,))
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+
+    def weight_group_size(self) -> int:
+        return self.llm.llm_engine.vllm_config.parallel_config.world_size
+
+    def join_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
+        # every worker process joins at once (collective_rpc calls them concurrently)
+        self.llm.collective_rpc("join_weight_group", args=(host, port, first_rank, world_size))
+
+    def receive_weights(self) -> None:
+        self.llm.collective_rpc("receive_weights")
+        self.llm.reset_prefix_cache()
+
+
+CHUNK_BYTES = 256 << 20
+"""Weights per call into a multiprocess engine's workers."""
 
 
 def make_engine(backend: str, model_path: str, *, temperature: float, top_p: float, seed: int,

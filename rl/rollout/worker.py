@@ -107,6 +107,21 @@ class RolloutWorker:
         for a bf16 engine)."""
         return str(self.engine.dtype).removeprefix("torch.")
 
+    def weight_group_size(self) -> int:
+        """Ranks this worker's engine takes in the collective weight sync's group (its processes)."""
+        return self.engine.weight_group_size()
+
+    def join_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
+        self.engine.join_weight_group(host, port, first_rank, world_size)
+
+    def receive_weights(self, version: int) -> float:
+        """The collective sync's receiving end: the engine loads each bucket as the learner broadcasts
+        it. Returns seconds spent (waiting for the broadcast included)."""
+        start = time.perf_counter()
+        self.engine.receive_weights()
+        self.weights_version = version
+        return time.perf_counter() - start
+
     def load_weights(self, weights: list, version: int) -> float:
         """Load the learner's weights: (name, tensor) pairs, or the object refs of its weight buckets
         in order (the driver passes the refs of `Learner.weight_bucket` calls, so the weights never

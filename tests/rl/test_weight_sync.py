@@ -95,3 +95,56 @@ def test_vllm_engine_generates_with_synced_weights(tiny_model, tmp_path):
     pytest.importorskip("bm25s")
     # vLLM's CPU kernels reduce in another order than torch: ~2e-3 apart in fp32 on logprobs near -12
     _sync_and_check("vllm", tiny_model, tmp_path, tolerance=1e-2)
+
+
+def _engine_state(worker: RolloutWorker, backend: str) -> dict[str, torch.Tensor]:
+    """Every parameter the engine generates with (vLLM's own, after its loader's mapping), copied."""
+    if backend == "vllm":
+        return worker.engine.llm.collective_rpc(
+            lambda self: {n: p.detach().clone() for n, p in self.model_runner.model.named_parameters()})[0]
+    return {n: p.detach().clone() for n, p in worker.engine.model.named_parameters()}
+
+
+def _collective_load(learner: Learner, worker: RolloutWorker, version: int) -> None:
+    """CollectiveSync's calls in-process: the worker (group rank 1) receives in a thread while the
+    learner (rank 0) broadcasts in 1 MB buckets, so the tiny model takes several."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    host, port = learner.rendezvous()
+    with ThreadPoolExecutor(1) as pool:
+        joined = pool.submit(worker.join_weight_group, host, port, 1, 2)
+        learner.join_weight_group(host, port, 2)
+        joined.result()
+        received = pool.submit(worker.receive_weights, version)
+        learner.broadcast_weights(worker.weight_dtype(), 1.0)
+        received.result(timeout=300)
+    assert worker.weights_version == version
+
+
+@pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.slow)])
+def test_collective_sync_leaves_the_engine_bit_identical_to_the_object_store(backend, tiny_model, tmp_path):
+    """The same trained weights loaded both ways: every engine parameter equal bit for bit, and
+    different from the initial weights (so each load did change the engine)."""
+    from rl.weight_sync import decode_bucket
+
+    learner = _learner(tiny_model, tmp_path)
+    worker = RolloutWorker(str(tiny_model), backend, temperature=1.0, top_p=1.0, seed=0,
+                           engine_kwargs={"kv_cache_gb": 0.25, "max_model_len": 256} if backend == "vllm" else None)
+    initial = learner.named_weights(worker.weight_dtype())
+    reqs = [RolloutRequest(uid="1-0", task="t", prompt_ids=[151644, 872, 198, 17], max_new_tokens=8, thinking=False)] * 4
+    learner.train(collate(worker.generate(reqs), torch.tensor([1.0, -1.0, 0.5, -0.5]), pad_id=0))
+
+    _collective_load(learner, worker, version=1)
+    collective = _engine_state(worker, backend)
+    worker.load_weights(initial, version=0)
+    before = _engine_state(worker, backend)
+    dtype, mb = worker.weight_dtype(), 1.0
+    buckets = [decode_bucket(learner.weight_bucket(i, dtype, mb)) for i in range(learner.weight_bucket_count(dtype, mb))]
+    worker.load_weights([pair for bucket in buckets for pair in bucket], version=1)
+    object_store = _engine_state(worker, backend)
+
+    assert collective.keys() == object_store.keys()
+    assert all(torch.equal(collective[n], object_store[n]) for n in collective)
+    assert sum(not torch.equal(before[n], object_store[n]) for n in before) > len(before) // 2
+    _collective_load(learner, worker, version=2)  # the group carries a second version too
+    assert all(torch.equal(t, object_store[n]) for n, t in _engine_state(worker, backend).items())
