@@ -5,14 +5,19 @@ A judge model reads {question, reference, response} in `JUDGE_TEMPLATE` and give
   after the prompt, i.e. a softmax over the two verdict logits; one forward pass, no sampling.
 - mode "grade": the judge writes a 0-10 grade (greedy, a few tokens); score = grade / 10.
 
-Backends, picked from the `model` string given to `JudgeWorker`:
-- a local Hugging Face model folder: transformers (fp32 on CPU, bf16/fp16 on CUDA; `rl.models.device_and_dtype`).
-  The prompt is rendered with the tokenizer's chat template when it has one (thinking off, so the
-  verdict is the next token), else the plain message followed by "\\nAnswer:".
-- an `http(s)://` URL: any OpenAI-compatible server (e.g. `vllm serve`). `api="completions"` (default)
-  posts the plain prompt to `/v1/completions`, one request per micro-batch, reading `logprobs`;
-  `api="chat"` posts to `/v1/chat/completions` (the server applies its chat template), one request per
-  item. Requests run `max_concurrency` at a time, each bounded by `timeout_s`.
+Backends (rewards/judge_backends.py), picked from the `model` string given to `JudgeWorker` and its
+`backend` option:
+- a local Hugging Face model folder, `backend="transformers"` (default): padded forward passes of
+  `micro_batch_size` (fp32 on CPU, bf16/fp16 on CUDA; `rl.models.device_and_dtype`). The prompt is
+  rendered with the tokenizer's chat template when it has one (thinking off, so the verdict is the next
+  token), else the plain message followed by "\\nAnswer:".
+- a local folder, `backend="vllm"`: the same prompts in vLLM's offline engine, one per judge replica,
+  `tensor_parallel_size` GPUs wide (the GPU configs' large judge); every batch is one `generate` call.
+- an `http(s)://` URL: any OpenAI-compatible server (e.g. `vllm serve`) through the `openai` client
+  (retries with exponential backoff). `api="completions"` (default) posts the plain prompt to
+  `/v1/completions`, one request per micro-batch, reading `logprobs`; `api="chat"` posts to
+  `/v1/chat/completions` (the server applies its chat template), one request per item. Requests run
+  `max_concurrency` at a time, each bounded by `timeout_s`.
 
 Serving: `JudgeWorker` is a plain class; the driver wraps it with Ray and names it so rewards find it::
 
@@ -28,22 +33,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
-import threading
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Literal, Sequence
-
-import torch
+from typing import Any, Awaitable, Callable, Literal, Protocol, Sequence
 
 from rewards.base import RewardResult, reward_spec
-from rewards.serving import AsyncBatcher, cached_worker, load_tokenizer, named_actors
-from rl.models import device_and_dtype
+from rewards.serving import AsyncBatcher, cached_worker, named_actors
 
 JudgeMode = Literal["yes_no", "grade"]
 
@@ -89,8 +86,10 @@ class JudgeOptions:
 
     mode: JudgeMode = "yes_no"
     """"yes_no": P(YES) from the verdict logits; "grade": parse a generated 0-10 grade."""
+    backend: Literal["transformers", "vllm"] = "transformers"
+    """A local model's engine: transformers (padded micro-batches) or vllm (one engine, one `generate` per batch)."""
     micro_batch_size: int = 8
-    """Items per forward pass (transformers) or per `/v1/completions` request (HTTP)."""
+    """Items per forward pass (transformers) or per `/v1/completions` request (HTTP); vllm takes whole batches."""
     max_batch: int = 32
     """The async batcher flushes when this many `score` calls wait..."""
     max_wait_ms: float = 20.0
@@ -100,7 +99,17 @@ class JudgeOptions:
     device: str | None = None
     """transformers: "cpu", "cuda", "cuda:1"; None picks by capability."""
     dtype: str | None = None
-    """transformers: "float32", "bfloat16", ...; None picks by capability (fp32 on CPU)."""
+    """Local models: "float32", "bfloat16", ...; None picks by capability (fp32 on CPU, bf16 on CUDA)."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs one engine spans (the actor's GPUs); on CPU, worker processes each bound to its share of cores."""
+    gpu_memory_utilization: float = 0.85
+    """vllm on GPU: fraction of each GPU for weights + KV cache."""
+    kv_cache_gb: float = 1.0
+    """vllm CPU build: KV-cache size in GiB."""
+    max_model_len: int | None = None
+    """vllm: longest prompt + verdict in tokens (None: the model's context length)."""
+    enforce_eager: bool = True
+    """vllm: skip CUDA-graph capture (faster start; set false for a large judge's throughput on GPU)."""
     max_new_tokens: int = 8
     """Grade mode: tokens the judge may write before its grade is parsed."""
     served_model: str | None = None
@@ -109,12 +118,14 @@ class JudgeOptions:
     """HTTP: which OpenAI endpoint to use (see the module docstring)."""
     timeout_s: float = 120.0
     """HTTP: per-request timeout."""
+    max_retries: int = 3
+    """HTTP: retries of a request that failed to connect, timed out or got 408/409/429/5xx (backoff 0.5 s doubling)."""
     max_concurrency: int = 8
     """HTTP: requests in flight at once."""
     top_logprobs: int = 20
     """HTTP yes_no: how many top tokens to request (vLLM allows 20 by default; OpenAI at most 20/5)."""
     api_key: str | None = None
-    """HTTP: bearer token; None reads $OPENAI_API_KEY (unset = no header)."""
+    """HTTP: bearer token; None reads $OPENAI_API_KEY (unset: "EMPTY", which a server without --api-key ignores)."""
     extra_body: dict[str, Any] = field(default_factory=dict)
     """HTTP: merged into every request; Qwen3 on vLLM: {"chat_template_kwargs": {"enable_thinking": False}}."""
 
@@ -123,9 +134,19 @@ class JudgeOptions:
             raise ValueError(f"judge mode {self.mode!r} is not one of {sorted(INSTRUCTIONS)}")
         if self.api not in ("completions", "chat"):
             raise ValueError(f"judge api {self.api!r} must be 'completions' or 'chat'")
-        for name in ("micro_batch_size", "max_batch", "max_response_chars", "max_new_tokens", "max_concurrency"):
+        if self.backend not in ("transformers", "vllm"):
+            raise ValueError(f"judge backend {self.backend!r} must be 'transformers' or 'vllm'")
+        for name in ("micro_batch_size", "max_batch", "max_response_chars", "max_new_tokens", "max_concurrency",
+                     "tensor_parallel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"judge option {name}={getattr(self, name)} must be >= 1")
+        if self.tensor_parallel_size > 1 and self.backend != "vllm":
+            raise ValueError(f"judge option tensor_parallel_size={self.tensor_parallel_size} needs backend='vllm' "
+                             "(the transformers backend runs on one device)")
+        if not 0 < self.gpu_memory_utilization <= 1 or self.kv_cache_gb <= 0 or self.max_retries < 0:
+            raise ValueError("judge options: gpu_memory_utilization is a fraction in (0, 1], kv_cache_gb > 0, "
+                             f"max_retries >= 0; got {self.gpu_memory_utilization}, {self.kv_cache_gb}, "
+                             f"{self.max_retries}")
 
 
 def judge_message(item: JudgeItem, mode: JudgeMode, max_response_chars: int) -> str:
@@ -173,155 +194,33 @@ def verdict_from_top_logprobs(top: dict[str, float]) -> Verdict:
     return Verdict(p_yes / (p_yes + p_no), "YES" if p_yes >= p_no else "NO", json.dumps(top)[:300])
 
 
-class TransformersJudge:
-    """Judge backend: a local HF causal LM; one padded forward pass (or `generate`) per micro-batch."""
+class JudgeBackend(Protocol):
+    """What `JudgeWorker` needs of an engine (rewards/judge_backends.py)."""
 
-    def __init__(self, path: str, options: JudgeOptions):
-        from transformers import AutoModelForCausalLM
-
-        self.options = options
-        self.device, self.dtype = device_and_dtype(options.dtype, options.device)
-        self.tokenizer = load_tokenizer(path)
-        # Left padding puts every row's next-token position last, so `logits_to_keep=1` suffices:
-        # full (B, T, V) logits of a 150k vocabulary would cost GBs.
-        self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
-        self.chat = self.tokenizer.chat_template is not None
-        lead = "" if self.chat else " "  # plain prompts end with "Answer:", so the verdict is " YES"
-        self.yes_id = self.tokenizer.encode(lead + "YES", add_special_tokens=False)[0]
-        self.no_id = self.tokenizer.encode(lead + "NO", add_special_tokens=False)[0]
-        if self.yes_id == self.no_id:
-            raise ValueError(f"judge tokenizer at {path} maps YES and NO to the same first token; "
-                             "use mode='grade'")
-        self._lock = threading.Lock()  # one forward pass at a time: callers share the model and the cores
-
-    def render(self, item: JudgeItem) -> str:
-        message = judge_message(item, self.options.mode, self.options.max_response_chars)
-        if not self.chat:
-            return message + PLAIN_SUFFIX
-        # enable_thinking=False: Qwen3 templates then open the answer (empty think block), so the verdict
-        # is the very next token; templates without that variable ignore it.
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
-                                                  add_generation_prompt=True, enable_thinking=False)
-
-    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
-        size = self.options.micro_batch_size
-        run = self._yes_no if self.options.mode == "yes_no" else self._grade
-        return [v for start in range(0, len(items), size) for v in run(list(items[start:start + size]))]
-
-    def _encode(self, items: list[JudgeItem]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer([self.render(i) for i in items], return_tensors="pt", padding=True,
-                               add_special_tokens=False).to(self.device)
-        return dict(batch)
-
-    def _yes_no(self, items: list[JudgeItem]) -> list[Verdict]:
-        batch = self._encode(items)
-        # Positions count real tokens only, so a left-padded row sees the positions of its unpadded run.
-        position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        with self._lock, torch.inference_mode():
-            logits = self.model(**batch, position_ids=position_ids, logits_to_keep=1).logits[:, -1]  # (B, V)
-        pair = logits[:, [self.yes_id, self.no_id]].float()  # (B, 2)
-        return [yes_no_verdict(p) for p in torch.softmax(pair, dim=-1)[:, 0].tolist()]
-
-    def _grade(self, items: list[JudgeItem]) -> list[Verdict]:
-        batch = self._encode(items)
-        with self._lock, torch.inference_mode():
-            out = self.model.generate(**batch, max_new_tokens=self.options.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
-        texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        return [grade_verdict(t) for t in texts]
-
-
-class HttpJudge:
-    """Judge backend: an OpenAI-compatible server (vLLM); standard library HTTP, no extra dependency."""
-
-    def __init__(self, url: str, options: JudgeOptions):
-        self.options = options
-        self.base = url.rstrip("/").removesuffix("/v1")
-        api_key = options.api_key or os.environ.get("OPENAI_API_KEY")
-        self.headers = {"Content-Type": "application/json"}
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
-        self._pool = ThreadPoolExecutor(options.max_concurrency, thread_name_prefix="judge-http")
-        self.model = options.served_model or self._only_served_model()
-
-    def _request(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, headers=self.headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.options.timeout_s) as reply:
-                return json.load(reply)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(500).decode(errors="replace")
-            raise RuntimeError(f"judge server {self.base}{path} answered HTTP {exc.code}: {detail}") from exc
-        except (urllib.error.URLError, TimeoutError) as exc:
-            raise RuntimeError(f"judge server {self.base}{path} failed or exceeded timeout_s="
-                               f"{self.options.timeout_s}: {exc}; is the server up at that address?") from exc
-
-    def _only_served_model(self) -> str:
-        names = [m["id"] for m in self._request("/v1/models")["data"]]
-        if len(names) != 1:
-            raise ValueError(f"judge server {self.base} serves {names}; pick one with judge_model=NAME")
-        return names[0]
-
-    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
-        if self.options.api == "chat":
-            return list(self._pool.map(self._chat_one, items))
-        size = self.options.micro_batch_size
-        chunks = [list(items[start:start + size]) for start in range(0, len(items), size)]
-        return [v for chunk in self._pool.map(self._completions, chunks) for v in chunk]
-
-    def _body(self, **fields: Any) -> dict[str, Any]:
-        yes_no = self.options.mode == "yes_no"
-        return {"model": self.model, "temperature": 0.0,
-                "max_tokens": 1 if yes_no else self.options.max_new_tokens, **fields, **self.options.extra_body}
-
-    def _completions(self, items: list[JudgeItem]) -> list[Verdict]:
-        o = self.options
-        prompts = [judge_message(i, o.mode, o.max_response_chars) + PLAIN_SUFFIX for i in items]
-        extra = {"logprobs": o.top_logprobs} if o.mode == "yes_no" else {}
-        reply = self._request("/v1/completions", self._body(prompt=prompts, **extra))
-        try:
-            choices = sorted(reply["choices"], key=lambda c: c["index"])
-            if len(choices) != len(prompts):
-                raise ValueError(f"{len(choices)} choices for {len(prompts)} prompts")
-            if o.mode == "yes_no":
-                return [verdict_from_top_logprobs(c["logprobs"]["top_logprobs"][0]) for c in choices]
-            return [grade_verdict(c["text"]) for c in choices]
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise RuntimeError(f"judge server {self.base} sent an unexpected /v1/completions reply ({exc!r}): "
-                               f"{json.dumps(reply)[:300]}; is it OpenAI-compatible?") from exc
-
-    def _chat_one(self, item: JudgeItem) -> Verdict:
-        o = self.options
-        messages = [{"role": "user", "content": judge_message(item, o.mode, o.max_response_chars)}]
-        extra = {"logprobs": True, "top_logprobs": o.top_logprobs} if o.mode == "yes_no" else {}
-        reply = self._request("/v1/chat/completions", self._body(messages=messages, **extra))
-        try:
-            choice = reply["choices"][0]
-            if o.mode == "grade":
-                return grade_verdict(choice["message"]["content"] or "")
-            top = choice["logprobs"]["content"][0]["top_logprobs"]
-            return verdict_from_top_logprobs({t["token"]: t["logprob"] for t in top})
-        except (KeyError, IndexError, TypeError) as exc:
-            raise RuntimeError(f"judge server {self.base} sent an unexpected /v1/chat/completions reply "
-                               f"({exc!r}): {json.dumps(reply)[:300]}; is it OpenAI-compatible?") from exc
+    def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]: ...
 
 
 class JudgeWorker:
     """Serves a judge model. A plain class: in-process as is, or as a Ray actor via `ray.remote`.
 
-    `model` is a local HF model folder (transformers) or an `http(s)://` URL (OpenAI-compatible server);
-    `options` are `JudgeOptions` fields. Use `score_batch` for lists, `await score(...)` / `await
-    judge(...)` for single requests that should be batched with concurrent ones.
+    `model` is a local HF model folder (run by `backend`: transformers or vllm) or an `http(s)://` URL
+    (OpenAI-compatible server); `options` are `JudgeOptions` fields. Use `score_batch` for lists,
+    `await score(...)` / `await judge(...)` for single requests that should be batched with concurrent ones.
     """
 
     def __init__(self, model: str, **options: Any):
+        # Imported here: the backends import this module's types, and the reward client never needs them.
+        from rewards.judge_backends import HttpJudge, TransformersJudge, VLLMJudge
+
         self.options = JudgeOptions(**options)
         is_url = model.startswith(("http://", "https://"))
         if not is_url and not Path(model).is_dir():
             raise FileNotFoundError(f"judge model {model!r} is neither an http(s):// URL nor a model folder")
-        self.backend = HttpJudge(model, self.options) if is_url else TransformersJudge(model, self.options)
+        if is_url and self.options.backend != "transformers":
+            raise ValueError(f"judge backend {self.options.backend!r} runs a local model folder, but {model!r} is a "
+                             "URL (its server is the engine); drop the backend option or pass a folder")
+        local = {"transformers": TransformersJudge, "vllm": VLLMJudge}[self.options.backend]
+        self.backend: JudgeBackend = HttpJudge(model, self.options) if is_url else local(model, self.options)
         self._batcher = AsyncBatcher(self.backend.judge_batch, self.options.max_batch, self.options.max_wait_ms)
 
     def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:

@@ -233,7 +233,8 @@ def judge_kwargs(cfg: TrainConfig, role: str) -> dict[str, Any]:
     """Constructor keywords of the role's worker class (JudgeWorker / RewardModelWorker)."""
     if role == "judge":
         jc = cfg.judge
-        return {"mode": jc.mode, "micro_batch_size": jc.micro_batch_size, **jc.options}
+        return {"mode": jc.mode, "micro_batch_size": jc.micro_batch_size, "backend": jc.backend,
+                "tensor_parallel_size": jc.tensor_parallel_size, **jc.options}
     rc = cfg.reward_model
     return {"micro_batch_size": rc.micro_batch_size, "max_length": rc.max_length, **rc.options}
 

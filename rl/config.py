@@ -173,8 +173,26 @@ class JudgeConfig(ActorGroupConfig):
     """yes_no: score = P(YES) from the verdict logits; grade: the judge writes a 0-10 grade."""
     micro_batch_size: int = 8
     """Prompts per forward pass (local model) or per /v1/completions request (URL)."""
+    backend: Literal["transformers", "vllm"] = "transformers"
+    """A local judge's engine: transformers (CPU default) or vllm (one engine per replica; GPU configs)."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs one replica's engine spans; on GPU, judge.gpus_per_worker must equal it."""
     options: dict[str, Any] = field(default_factory=dict)
     """Other `JudgeOptions` fields (rewards/judge.py), e.g. {max_wait_ms: 50, api: chat, served_model: qwen3}."""
+
+    def __post_init__(self) -> None:
+        tp, url = self.tensor_parallel_size, (self.model or "").startswith(("http://", "https://"))
+        if self.backend == "vllm" and url:
+            raise ConfigError("judge.backend=vllm runs judge.model in the judge actor, but judge.model is a URL "
+                              "(its server is the engine); set judge.backend=transformers or judge.model to a folder")
+        if tp < 1 or (tp > 1 and self.backend != "vllm"):
+            raise ConfigError(f"judge.tensor_parallel_size={tp} must be 1, or > 1 with judge.backend=vllm "
+                              "(the transformers backend runs on one device)")
+        # A fraction of one GPU is fine (a small judge sharing it); whole GPUs must be one per TP rank.
+        if self.gpus_per_worker and self.gpus_per_worker != tp and (tp > 1 or self.gpus_per_worker > 1):
+            raise ConfigError(f"judge.gpus_per_worker={self.gpus_per_worker:g} does not match "
+                              f"judge.tensor_parallel_size={tp}: each judge replica runs one engine with a tensor-"
+                              f"parallel rank per GPU; set judge.gpus_per_worker={tp}")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from rewards.base import required_fields
 from rewards.judge import (INSTRUCTIONS, JUDGE_TEMPLATE, JudgeItem, JudgeWorker, judge_reward, parse_grade,
                            verdict_from_top_logprobs)
 from rewards.serving import RAY_NAMESPACE, AsyncBatcher
+from rl.models import resolve_model_path
 from tests.reward_helpers import run_all, save_tiny_model
 
 ITEMS = [
@@ -155,11 +156,44 @@ def test_transformers_grade_mode_batches_generation(judge_dir):
     assert all(v.text and v.verdict == "malformed" and v.score == 0.0 for v in batched)
 
 
+# ---- vLLM backend against the transformers backend ----------------------------------------------
+
+@pytest.mark.slow  # ~1 min on 2 cores: SmolLM2-135M in both backends, vLLM's CPU engine started once
+def test_vllm_backend_gives_the_transformers_verdicts():
+    """Both backends in fp32 on the packaged SmolLM2-135M-Instruct (vLLM's "auto" would pick bf16, whose
+    logits differ by ~1e-2). P(YES) agrees within 1e-3: the same prompt tokens and the same softmax over
+    the two verdict logits, so only the kernels' reduction order differs (~1e-5 measured); a wrong
+    template, verdict token or dtype moves it by far more. Greedy grades are the same text."""
+    path = resolve_model_path("packaged:smollm2-135m-instruct")
+    items = ITEMS + [JudgeItem("What is 3*3?", "9", "The answer is 6."), JudgeItem("Largest planet?", "Jupiter",
+                                                                                   "Jupiter.")]
+    engine = JudgeWorker(path, backend="vllm", kv_cache_gb=0.25, max_model_len=2048)
+    assert engine.backend.llm.llm_engine.model_config.dtype == torch.float32
+    expected = JudgeWorker(path, micro_batch_size=4).judge_batch(items)
+    verdicts = engine.judge_batch(items)
+    assert [v.score for v in verdicts] == pytest.approx([v.score for v in expected], abs=1e-3)
+    assert [v.verdict for v in verdicts] == [v.verdict for v in expected]
+    assert max(v.score for v in expected) - min(v.score for v in expected) > 0.05  # the items differ
+
+    async def concurrent() -> list[float]:  # the actor's path: concurrent calls merged by the batcher
+        return await asyncio.gather(*(engine.score(i.question, i.reference, i.response) for i in items))
+
+    assert asyncio.run(concurrent()) == pytest.approx([v.score for v in verdicts], abs=1e-6)
+
+    # The same engine in grade mode (one vLLM start for both checks): the same greedy text, so the same grade.
+    engine.options.mode = "grade"
+    graded = engine.judge_batch(items)
+    expected_grades = JudgeWorker(path, mode="grade", micro_batch_size=4).judge_batch(items)
+    assert [(v.text, v.verdict) for v in graded] == [(v.text, v.verdict) for v in expected_grades]
+    assert any(v.verdict != "malformed" for v in graded)  # some grades parsed, not only malformed output
+
+
 # ---- HTTP backend against a fake OpenAI-compatible server ----------------------------------------
 
 class FakeOpenAI(BaseHTTPRequestHandler):
     """/v1/completions with logprobs (P(YES)=0.9 for "Paris", 0.3 otherwise, no verdict for "mumble"),
-    grades in grade mode, /v1/chat/completions, /v1/models; /fail/... answers 500, /slow/... sleeps."""
+    grades in grade mode, /v1/chat/completions, /v1/models; /fail/... answers 500, /slow/... sleeps 1 s,
+    /flaky/... answers 429 then 503 before it works, /busy/... counts the requests in flight."""
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -178,11 +212,21 @@ class FakeOpenAI(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.seen.append((self.path, body))
-        if self.path.startswith("/fail"):
+        prefix, _, endpoint = self.path.partition("/v1/")
+        if prefix == "/fail":
             return self.reply({"error": {"message": "model crashed"}}, status=500)
-        if self.path.startswith("/slow"):
+        if prefix == "/flaky" and self.server.failures:
+            return self.reply({"error": {"message": "busy"}}, status=self.server.failures.pop(0))
+        if prefix == "/slow":
             time.sleep(1.0)
-        if self.path == "/v1/completions":
+        if prefix == "/busy":
+            with self.server.lock:
+                self.server.in_flight += 1
+                self.server.peak = max(self.server.peak, self.server.in_flight)
+            time.sleep(0.3)
+            with self.server.lock:
+                self.server.in_flight -= 1
+        if endpoint == "completions":
             choices = [self.completion(i, prompt, body) for i, prompt in enumerate(body["prompt"])]
             return self.reply({"object": "text_completion", "choices": choices[::-1]})  # order is by index
         return self.reply({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Grade: 9/10"}}]})
@@ -204,7 +248,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
     httpd.daemon_threads = True
-    httpd.seen = []
+    httpd.seen, httpd.failures = [], [429, 503]
+    httpd.lock, httpd.in_flight, httpd.peak = threading.Lock(), 0, 0
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -240,10 +285,27 @@ def test_http_grade_modes_and_model_discovery(server):
 
 
 def test_http_errors_raise(server):
-    with pytest.raises(RuntimeError, match="HTTP 500"):
-        JudgeWorker(url(server, "/fail"), served_model="m").score_batch(ITEMS[:1])
+    with pytest.raises(RuntimeError, match="answered HTTP 500.*model crashed"):
+        JudgeWorker(url(server, "/fail"), served_model="m", max_retries=1).score_batch(ITEMS[:1])
+    assert len(server.seen) == 2  # the first try and one retry
     with pytest.raises(RuntimeError, match="timeout_s=0.2"):
-        JudgeWorker(url(server, "/slow"), served_model="m", timeout_s=0.2).score_batch(ITEMS[:1])
+        JudgeWorker(url(server, "/slow"), served_model="m", timeout_s=0.2, max_retries=0).score_batch(ITEMS[:1])
+
+
+def test_http_retries_with_backoff_then_succeeds(server):
+    worker = JudgeWorker(url(server, "/flaky"), served_model="m", max_retries=2)
+    start = time.monotonic()
+    assert worker.score_batch([JudgeItem("Capital?", "Paris", "Paris")]) == [pytest.approx(0.9)]
+    # 429, then 503, then the answer; the client waited between tries (0.5 s, then 1 s, each jittered
+    # down by at most 25%), so it did not hammer a server that said it was busy.
+    assert [p for p, _ in server.seen] == ["/flaky/v1/completions"] * 3
+    assert time.monotonic() - start >= 0.75 * (0.5 + 1.0)
+
+
+def test_http_concurrency_is_limited(server):
+    worker = JudgeWorker(url(server, "/busy"), served_model="m", api="chat", mode="grade", max_concurrency=2)
+    assert worker.score_batch([JudgeItem("q", "r", str(i)) for i in range(6)]) == [pytest.approx(0.9)] * 6
+    assert len(server.seen) == 6 and server.peak == 2  # six requests, never more than two at once
 
 
 # ---- the reward function ------------------------------------------------------------------------
