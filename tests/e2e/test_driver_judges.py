@@ -20,7 +20,7 @@ from rewards.serving import RAY_NAMESPACE
 from rewards.reward_model import RewardModelWorker
 from rewards.spec import RewardSpec, ScoreRequest
 from rl.config import ConfigError, TaskConfig, load_config
-from rl.actors import create_judges, create_reward_workers, plan_judges
+from rl.actors import create_judges, create_reward_workers, judge_kwargs, plan_judges
 from rl.models import qwen3_tokenizer_dir
 from tests.reward_helpers import tiny_config
 
@@ -86,6 +86,21 @@ def test_plan_errors_name_the_field_to_set(tmp_path, model_dirs):
                         "reward_model.options={mode: grade}")
     with pytest.raises(ConfigError, match="reward_model.options: .*mode"):
         plan_judges(cfg, tasks)
+
+
+def test_a_tensor_parallel_judge_is_checked_against_its_resources(tmp_path, model_dirs):
+    vllm_judge = [f"judge.model={model_dirs['judge']}", "judge.backend=vllm", "judge.tensor_parallel_size=4"]
+    cfg, tasks = config(tmp_path, [{"name": "judge"}], *vllm_judge, "judge.gpus_per_worker=4")
+    plan_judges(cfg, tasks)  # the JudgeOptions bind: backend and TP reach the worker
+    kwargs = judge_kwargs(cfg, "judge")
+    assert (kwargs["backend"], kwargs["tensor_parallel_size"]) == ("vllm", 4)
+    for overrides, message in [
+            ((*vllm_judge, "judge.gpus_per_worker=2"), r"judge.gpus_per_worker=2 does not match "
+                                                       r"judge.tensor_parallel_size=4.*set judge.gpus_per_worker=4"),
+            (("judge.tensor_parallel_size=2",), r"judge.tensor_parallel_size=2 must be 1, or > 1 with judge.backend=vllm"),
+            (("judge.backend=vllm", "judge.model=http://127.0.0.1:9"), r"judge.backend=vllm runs judge.model")]:
+        with pytest.raises(ConfigError, match=message):
+            config(tmp_path, [{"name": "judge"}], *overrides)
 
 
 @pytest.mark.ray
