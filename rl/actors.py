@@ -150,7 +150,7 @@ def rollout_worker_kwargs(cfg: TrainConfig, seed: int, max_model_len: int | None
     `max_model_len`: override the default room of prompt + response)."""
     rc = cfg.rollout
     engine = {"dtype": rc.dtype, "gpu_memory_utilization": rc.gpu_memory_utilization, "kv_cache_gb": rc.kv_cache_gb,
-              "enforce_eager": rc.enforce_eager,
+              "enforce_eager": rc.enforce_eager, "tensor_parallel_size": rc.tensor_parallel_size,
               "max_model_len": max_model_len or rc.max_prompt_tokens + rc.max_new_tokens + 256}
     return {"temperature": rc.temperature, "top_p": rc.top_p, "seed": seed, "threads": rc.threads,
             "engine_kwargs": engine}
@@ -159,8 +159,10 @@ def rollout_worker_kwargs(cfg: TrainConfig, seed: int, max_model_len: int | None
 def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
     import ray
 
+    from rl.rollout.engines import check_tensor_parallel
     from rl.rollout.worker import RolloutWorker
 
+    check_tensor_parallel(model_path, cfg.rollout.tensor_parallel_size)  # a named error before any engine starts
     workers = create_group("rollout", cfg.rollout, cfg, RolloutWorker, restartable=True, args_of=lambda i: (
         (model_path, cfg.rollout.backend), rollout_worker_kwargs(cfg, seed=cfg.run.seed + i)))
     ray.get([w.pid.remote() for w in workers])  # surface start-up errors here, not mid-step

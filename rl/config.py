@@ -78,7 +78,7 @@ class ActorGroupConfig:
     cpus_per_worker: float = 1
     """Logical CPUs Ray reserves per actor."""
     gpus_per_worker: float = 0
-    """GPUs per actor (1 per learner rank on GPU clusters; tensor-parallel rollouts are not supported yet)."""
+    """GPUs per actor (1 per learner rank on GPU clusters; a rollout engine: rollout.tensor_parallel_size)."""
     resources: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources per actor, e.g. {"rollout_node": 1} to pin actors to tagged nodes."""
     threads: int = 0
@@ -138,6 +138,9 @@ class RolloutConfig(ActorGroupConfig):
     sync_bucket_mb: float = 256.0
     """Learner -> rollout weight sync goes in buckets of about this many MB: rank 0 gathers (ZeRO-3),
     copies and publishes one bucket at a time, and workers fetch and load them one at a time."""
+    tensor_parallel_size: int = 1
+    """vLLM tensor parallelism: one engine shards the model over this many GPUs (gpus_per_worker must be the
+    same), or on CPU over this many core groups; > 1 runs vLLM's multiprocess executor."""
 
 
 @dataclass
@@ -421,12 +424,26 @@ def validate_sft(cfg: SFTConfig) -> None:
                           "ranks; make it a multiple of the number of ranks")
 
 
+def validate_tensor_parallel(r: RolloutConfig) -> None:
+    """A tensor-parallel engine holds whole GPUs, one per shard; one GPU or a share of it (colocated with
+    the learner) serves an engine without TP. (The model's head counts are checked against the model at
+    start-up: rl/rollout/engines.py check_tensor_parallel.)"""
+    tp, gpus = r.tensor_parallel_size, r.gpus_per_worker
+    if gpus and gpus != tp and not (tp == 1 and gpus < 1):
+        raise ConfigError(f"rollout.gpus_per_worker={gpus:g} does not match rollout.tensor_parallel_size={tp}: a vLLM "
+                          f"engine shards the model over one GPU per TP rank; set rollout.gpus_per_worker={tp} (0 on "
+                          "CPU), or tensor_parallel_size to the GPUs you want per engine")
+    if tp > 1 and r.backend != "vllm":
+        raise ConfigError(f"rollout.tensor_parallel_size={tp} needs rollout.backend=vllm (the transformers backend "
+                          "runs one process); set rollout.tensor_parallel_size=1 or rollout.backend=vllm")
+
+
 def validate(cfg: TrainConfig) -> None:
     """Cross-field checks; each error says what is wrong and what to set."""
     r, lrn = cfg.rollout, cfg.learner
     positive = {"run.steps": cfg.run.steps, "rollout.group_size": r.group_size,
                 "rollout.prompts_per_step": r.prompts_per_step, "rollout.max_new_tokens": r.max_new_tokens,
-                "rollout.num_workers": r.num_workers,
+                "rollout.num_workers": r.num_workers, "rollout.tensor_parallel_size": r.tensor_parallel_size,
                 "reward.num_workers": cfg.reward.num_workers,
                 "judge.num_workers": cfg.judge.num_workers, "reward_model.num_workers": cfg.reward_model.num_workers,
                 "judge.max_concurrency": cfg.judge.max_concurrency,
@@ -450,6 +467,7 @@ def validate(cfg: TrainConfig) -> None:
             f"{cfg.samples_per_step} samples per step (prompts_per_step x group_size) do not split into "
             f"learner.mini_batches={lrn.mini_batches} x learner.num_workers={lrn.num_workers} equal parts; "
             "change rollout.prompts_per_step or learner.mini_batches")
+    validate_tensor_parallel(r)
     if r.off_policy_steps < 0 or r.sync_bucket_mb <= 0:
         raise ConfigError("rollout.off_policy_steps must be >= 0 and rollout.sync_bucket_mb > 0")
     if r.off_policy_steps > 0 and cfg.grpo.tis_cap is None:

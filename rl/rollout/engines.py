@@ -12,20 +12,23 @@ Weights arrive through rl/weight_sync.py (its VLLMWeightLoader is vLLM's worker 
 
 vLLM runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the "uni" executor): in a Ray actor there is
 no point in a second process, weights can be loaded as tensors, and on CPU it is ~2x faster than
-vLLM's default multiprocess mode (which pins the worker to one core).
+vLLM's default multiprocess mode (which pins the worker to one core). A tensor-parallel engine
+(`tensor_parallel_size` > 1) runs vLLM's multiprocess executor instead: one worker process per shard,
+each bound on CPU to its own group of this actor's cores (rl/vllm_setup.py `cpu_threads_bind`).
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
+from rl.config import ConfigError
 from rl.models import device_and_dtype
+from rl.vllm_setup import cpu_threads_bind, modules_hidden_from_vllm_kernel_scan
 from rl.weight_sync import join_weight_group, receive_buckets
-from rl.vllm_setup import modules_hidden_from_vllm_kernel_scan
 
 
 @dataclass
@@ -121,24 +124,47 @@ class HFEngine:
         self.load_weights(receive_buckets(self.weight_group))
 
 
+def check_tensor_parallel(model_path: str, tensor_parallel_size: int) -> None:
+    """vLLM shards attention by heads: a named error, before any engine starts, when
+    `tensor_parallel_size` does not divide the model's query heads (KV heads: divide, or be a multiple
+    of, since vLLM replicates KV heads when there are fewer than shards)."""
+    if tensor_parallel_size == 1:
+        return
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path).get_text_config()  # a folder or a hub id
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads  # older architectures have no GQA field
+    if heads % tensor_parallel_size or (kv_heads % tensor_parallel_size and tensor_parallel_size % kv_heads):
+        raise ConfigError(f"rollout.tensor_parallel_size={tensor_parallel_size} must divide the model's attention "
+                          f"heads ({heads}) and its KV heads ({kv_heads}, or be a multiple of them) ({model_path}); "
+                          "set rollout.tensor_parallel_size to a divisor of both (1 always works)")
+
+
 class VLLMEngine:
-    """vLLM's offline `LLM`, in-process; weights updated through a worker extension (see below)."""
+    """vLLM's offline `LLM`, in-process (TP > 1: the shards in worker processes); weights updated
+    through a worker extension (see below)."""
 
     def __init__(self, model_path: str, temperature: float, top_p: float, seed: int, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.5, kv_cache_gb: float = 1.0, enforce_eager: bool = True,
-                 max_model_len: int | None = None):
+                 max_model_len: int | None = None, tensor_parallel_size: int = 1):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # must be set before vLLM starts its engine
         from vllm import LLM, SamplingParams
 
+        check_tensor_parallel(model_path, tensor_parallel_size)
         kwargs = {}
         if not torch.cuda.is_available():
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
+            if tensor_parallel_size > 1:  # vLLM's default binds a NUMA node per worker: most machines have one
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_threads_bind(tensor_parallel_size))
         with modules_hidden_from_vllm_kernel_scan():
             self.llm = LLM(
                 model=model_path, dtype="auto" if dtype == "auto" else dtype, seed=seed,
-                enforce_eager=enforce_eager, distributed_executor_backend="uni",
+                enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
+                distributed_executor_backend="uni" if tensor_parallel_size == 1 else "mp",
                 gpu_memory_utilization=gpu_memory_utilization, worker_extension_cls="rl.weight_sync.VLLMWeightLoader",
                 max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
+        self.in_process = tensor_parallel_size == 1
         self.sampling = SamplingParams
         self.temperature, self.top_p = temperature, top_p
         self.dtype = self.llm.llm_engine.model_config.dtype
@@ -160,7 +186,15 @@ class VLLMEngine:
         return outputs
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        self.llm.collective_rpc("load_named_tensors", args=(named_tensors,))
+        if self.in_process:  # the tensors reach the worker as they are, one bucket at a time
+            self.llm.collective_rpc("load_named_tensors", args=(named_tensors,))
+        else:
+            # Worker processes get pickled arguments (an iterator does not pickle), so the tensors go in
+            # chunks of ~CHUNK_BYTES within one layerwise reload, as vLLM's own weight-transfer engines do.
+            self.llm.collective_rpc(_start_reload)
+            for chunk in _chunks(named_tensors, CHUNK_BYTES):
+                self.llm.collective_rpc(_load_chunk, args=(chunk,))
+            self.llm.collective_rpc(_finish_reload)
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
 
     def weight_group_size(self) -> int:
@@ -177,6 +211,41 @@ class VLLMEngine:
 
 CHUNK_BYTES = 256 << 20
 """Weights per call into a multiprocess engine's workers."""
+
+
+def _chunks(named_tensors: Iterable[tuple[str, torch.Tensor]], limit: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    chunk, size = [], 0
+    for name, tensor in named_tensors:
+        chunk.append((name, tensor))
+        size += tensor.numel() * tensor.element_size()
+        if size >= limit:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+# Run in each vLLM worker process (collective_rpc sends them by reference): reload_weights' three parts
+# (vllm/model_executor/model_loader/reload/inplace.py), so one reload can take several calls' weights.
+def _start_reload(worker) -> None:
+    from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+    initialize_layerwise_reload(worker.model_runner.get_model())
+
+
+def _load_chunk(worker, chunk: list[tuple[str, torch.Tensor]]) -> None:
+    from vllm.config import set_current_vllm_config
+
+    with set_current_vllm_config(worker.vllm_config):
+        worker.model_runner.get_model().load_weights(iter(chunk))
+
+
+def _finish_reload(worker) -> None:
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+    with set_current_vllm_config(worker.vllm_config):
+        finalize_layerwise_reload(worker.model_runner.get_model(), worker.vllm_config.model_config)
 
 
 def make_engine(backend: str, model_path: str, *, temperature: float, top_p: float, seed: int,
