@@ -138,6 +138,9 @@ class RolloutConfig(ActorGroupConfig):
     sync_bucket_mb: float = 256.0
     """Learner -> rollout weight sync goes in buckets of about this many MB: rank 0 gathers (ZeRO-3),
     copies and publishes one bucket at a time, and workers fetch and load them one at a time."""
+    sync_method: Literal["auto", "collective", "object_store"] = "auto"
+    """Weights to the engines (rl/weight_sync.py): collective (broadcast from learner rank 0 to every engine
+    process, NCCL/gloo), object_store (Ray's), or auto (collective on GPU, object_store on CPU: faster there)."""
     tensor_parallel_size: int = 1
     """vLLM tensor parallelism: one engine shards the model over this many GPUs (gpus_per_worker must be the
     same), or on CPU over this many core groups; > 1 runs vLLM's multiprocess executor."""

@@ -39,7 +39,7 @@ from rl.models import resolve_model_path
 from rl.pipeline import RolloutsAhead
 from rl.report import summary, write_report
 from rl.round import RoundWorkers, ScoredRollouts, check_prompt_lengths, collate, run_round, step_batch
-from rl.weight_sync import CollectiveSync, ObjectStoreSync, PublishedWeights, connect_sync
+from rl.weight_sync import CollectiveSync, ObjectStoreSync, PublishedWeights, connect_sync, resolve_sync_method
 
 log = logging.getLogger("rl")
 
@@ -56,6 +56,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     tasks = [load_task(t, cfg.run.seed) for t in cfg.data.tasks]
     check_prompt_lengths(tasks, tokenizer, cfg.rollout.max_prompt_tokens)
     judge_models = plan_judges(cfg, tasks)
+    resolve_sync_method(cfg)  # a collective sync that cannot run here is a config error now
     start_step, resume_from, run_id = prepare_run_dir(out, cfg, resume)
     log_to_run_folder(out)  # the libraries' INFO lines (and the actors' output) go there, not to the console
     mix = TaskMix(tasks, cfg.run.seed)

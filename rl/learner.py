@@ -32,14 +32,14 @@ from rl.learner_logprobs import LogprobSettings, at, token_logprobs, window_logp
 from rl.lora import apply_lora, is_lora, save_lora, sync_parameters
 from rl.models import device_and_dtype
 from rl.types import SFTBatch, TrainBatch
-from rl.weight_sync import bucket_groups, encode_bucket
+from rl.weight_sync import CollectiveSender, bucket_groups, encode_bucket
 
 
 def _device() -> str:
     return device_and_dtype()[0].type
 
 
-class Learner:
+class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weight_sync.py
     def __init__(self, cfg: BaseConfig, model_path: str, rank: int, world_size: int):
         """`cfg`: a TrainConfig (GRPO, `train`) or an SFTConfig (`sft_train`)."""
         self.cfg, self.model_path, self.rank, self.world_size = cfg, model_path, rank, world_size
@@ -313,10 +313,10 @@ class Learner:
     def _bucket_groups(self, dtype: str | None, bucket_bytes: float) -> list[list[tuple[str, Any]]]:
         return bucket_groups(self.sync_params, dtype, bucket_bytes)
 
-    def _gather_bucket(self, group: list[tuple[str, Any]], dtype: str | None, copy: bool = True
-                       ) -> list[tuple[str, torch.Tensor]] | None:
-        """One group's full weights as CPU (name, tensor) pairs cast to `dtype` on rank 0 (None on the
-        others); copy=False may return views of the live parameters (CPU, no cast)."""
+    def _gather_bucket(self, group: list[tuple[str, Any]], dtype: str | None, copy: bool = True,
+                       device: str | torch.device = "cpu") -> list[tuple[str, torch.Tensor]] | None:
+        """One group's full weights as (name, tensor) pairs on `device` cast to `dtype` on rank 0 (None on
+        the others); copy=False may return views of the live parameters (on their device, no cast)."""
         import deepspeed
 
         cast = getattr(torch, dtype) if dtype else None
@@ -326,9 +326,9 @@ class Learner:
             bucket = []
             for name, p in group:
                 if name in self.merges:  # LoRA: the adapter merged in (fp32) before the cast; a new tensor
-                    bucket.append((name, self.merges[name](p.detach()).to("cpu", dtype=cast or p.dtype)))
+                    bucket.append((name, self.merges[name](p.detach()).to(device, dtype=cast or p.dtype)))
                 else:
-                    bucket.append((name, p.detach().to("cpu", dtype=cast or p.dtype, copy=copy)))
+                    bucket.append((name, p.detach().to(device, dtype=cast or p.dtype, copy=copy)))
         names = [name for name, _ in bucket]
         if self.tie_embeddings and "model.embed_tokens.weight" in names and not any(
                 n == "lm_head.weight" for n, _ in self.sync_params):

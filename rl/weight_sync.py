@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rl.config_io import ConfigError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -102,7 +104,8 @@ class CollectiveSender:
         collective; only rank 0 otherwise) and broadcast by rank 0 before the next is gathered, then
         the end mark: no process holds more than one bucket besides the model."""
         for group in self._bucket_groups(dtype, bucket_mb * 2**20):
-            bucket = self._gather_bucket(group, dtype, copy=False)  # send_bucket copies it into one buffer
+            # on the group's device (the GPU under NCCL): send_bucket copies it into one buffer there
+            bucket = self._gather_bucket(group, dtype, copy=False, device=_sync_device())
             if bucket is not None:
                 send_bucket(self.weight_group, bucket)
         if self.rank == 0:
@@ -379,15 +382,30 @@ class CollectiveSync:
         return time.perf_counter() - t0
 
 
-def resolve_sync_method(cfg: TrainConfig) -> str:
-    """`rollout.sync_method` with `auto` decided: collective on GPU (NCCL); on CPU the object store,
-    which measured faster on one node (docs/architecture.md, weight sync). Not collective for ZeRO-3
-    over several ranks with off-policy rollouts (config validation says why)."""
+def collective_blocker(cfg: TrainConfig) -> str | None:
+    """Why the collective sync cannot run with this config, or None."""
     r, lrn = cfg.rollout, cfg.learner
-    if r.sync_method != "auto":
-        return r.sync_method
-    racy = lrn.zero_stage == 3 and lrn.num_workers > 1 and r.off_policy_steps > 0
-    return "collective" if torch.cuda.is_available() and not racy else "object_store"
+    if 0 < lrn.gpus_per_worker < 1 or 0 < r.gpus_per_worker < 1:
+        return ("learner and rollout share GPUs (a fractional gpus_per_worker), and NCCL takes no two ranks on "
+                "one GPU (CUDA IPC would be the colocated transport; not built)")
+    if lrn.zero_stage == 3 and lrn.num_workers > 1 and r.off_policy_steps > 0:
+        return ("ZeRO-3 over several learner ranks with off_policy_steps > 0: re-syncing a restarted engine calls "
+                "the ranks from the rollout thread while the driver trains them, in an order ZeRO-3's gathers "
+                "cannot take")
+    return None
+
+
+def resolve_sync_method(cfg: TrainConfig) -> str:
+    """`rollout.sync_method` with `auto` decided: collective on GPU (NCCL) where it can run; on CPU
+    the object store, which measured ~2x faster on one node (docs/architecture.md, weight sync).
+    Raises ConfigError for `collective` where it cannot run (the driver checks before any actor starts)."""
+    method, blocker = cfg.rollout.sync_method, collective_blocker(cfg)
+    if method == "collective" and blocker:
+        raise ConfigError(f"rollout.sync_method=collective: {blocker}; set rollout.sync_method to object_store "
+                          "(or auto)")
+    if method == "auto":
+        return "collective" if torch.cuda.is_available() and not blocker else "object_store"
+    return method
 
 
 def connect_sync(cfg: TrainConfig, learners: list, rollout_workers: list,

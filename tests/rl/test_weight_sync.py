@@ -148,3 +148,72 @@ def test_collective_sync_leaves_the_engine_bit_identical_to_the_object_store(bac
     assert sum(not torch.equal(before[n], object_store[n]) for n in before) > len(before) // 2
     _collective_load(learner, worker, version=2)  # the group carries a second version too
     assert all(torch.equal(t, object_store[n]) for n, t in _engine_state(worker, backend).items())
+
+
+
+def test_sync_method_auto_and_where_collective_cannot_run():
+    """auto: the object store on CPU; an explicit collective where NCCL would put two ranks on one GPU,
+    or where a restart re-sync would race ZeRO-3's gathers, is a config error naming the field."""
+    from rl.config_io import ConfigError
+    from rl.weight_sync import resolve_sync_method
+
+    def cfg(*extra: str):
+        return load_config("configs/tiny.yaml", list(extra))
+
+    assert resolve_sync_method(cfg()) == ("collective" if torch.cuda.is_available() else "object_store")
+    assert resolve_sync_method(cfg("rollout.sync_method=collective")) == "collective"
+    with pytest.raises(ConfigError, match="rollout.sync_method=collective: learner and rollout share GPUs"):
+        resolve_sync_method(cfg("rollout.sync_method=collective", "rollout.gpus_per_worker=0.5"))
+    racy = ["learner.zero_stage=3", "learner.num_workers=2", "rollout.off_policy_steps=1", "grpo.tis_cap=2.0"]
+    with pytest.raises(ConfigError, match="ZeRO-3 over several learner ranks"):
+        resolve_sync_method(cfg("rollout.sync_method=collective", *racy))
+    assert resolve_sync_method(cfg(*racy)) == "object_store"
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_collective_sync_regroups_after_a_rollout_worker_restarts(tiny_model, tmp_path):
+    """Ray actors as the driver makes them: a learner and two HF rollout workers in one weight group. A
+    worker killed after version 1 restarts as a new process; re-syncing it forms the group again for
+    all members, so it generates exactly what its healthy peer generates, and version 2 reaches both."""
+    import os
+    import signal
+    import time
+
+    import ray
+
+    from rl.fault import Restarts
+    from rl.weight_sync import CollectiveSync
+
+    cfg = load_config("configs/tiny.yaml", [f"model.path={tiny_model}", "rollout.prompts_per_step=2",
+                                            "rollout.group_size=2", "learner.lr=1e-2", f"run.output_dir={tmp_path}"])
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        learner = ray.remote(Learner).options(num_cpus=0.5).remote(cfg, str(tiny_model), 0, 1)
+        ray.get(learner.setup.remote(*ray.get(learner.rendezvous.remote())))
+        workers = [ray.remote(RolloutWorker).options(num_cpus=0.5, max_restarts=1).remote(
+            str(tiny_model), "hf", temperature=1.0, top_p=1.0, seed=0) for _ in range(2)]
+        sync = CollectiveSync.connect([learner], workers, bucket_mb=1.0, zero3=False, restarts=Restarts(1))
+        reqs = [RolloutRequest(uid=f"0-{i}", task="t", prompt_ids=[151644, 872, 198, 17], max_new_tokens=8,
+                               thinking=False, seed=i) for i in range(4)]
+        rollouts = ray.get(workers[0].generate.remote(reqs))
+        ray.get(learner.train.remote(collate(rollouts, torch.tensor([1.0, -1.0, 0.5, -0.5]), pad_id=0)))
+        weights = sync.publish(1)
+        sync.load(weights)
+
+        os.kill(ray.get(workers[0].pid.remote()), signal.SIGKILL)
+        while True:  # Ray restarts it with the model's own weights (version 0)
+            try:
+                ray.get(workers[0].__ray_ready__.remote(), timeout=60)
+                break
+            except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
+                time.sleep(0.5)
+        assert {r.weights_version for r in ray.get(workers[0].generate.remote(reqs))} == {0}
+        sync.load(weights, workers=[workers[0]])
+        restarted, healthy = ray.get([w.generate.remote(reqs) for w in workers])
+        assert {r.weights_version for r in restarted} == {1}
+        assert [(r.response_ids, r.logprobs) for r in restarted] == [(r.response_ids, r.logprobs) for r in healthy]
+
+        sync.load(sync.publish(2))
+        assert [{r.weights_version for r in ray.get(w.generate.remote(reqs[:1]))} for w in workers] == [{2}, {2}]
+    finally:
+        ray.shutdown()
