@@ -98,22 +98,25 @@ def test_vllm_engine_generates_with_synced_weights(tiny_model, tmp_path):
 
 
 def _engine_state(worker: RolloutWorker, backend: str) -> dict[str, torch.Tensor]:
-    """Every parameter the engine generates with (vLLM's own, after its loader's mapping), copied."""
-    if backend == "vllm":
-        return worker.engine.llm.collective_rpc(
-            lambda self: {n: p.detach().clone() for n, p in self.model_runner.model.named_parameters()})[0]
+    """Every parameter the engine generates with, copied: vLLM's own (after its loader's mapping), of
+    every worker process ("rank/name": a tensor-parallel worker holds its shards)."""
+    if backend.startswith("vllm"):
+        states = worker.engine.llm.collective_rpc(
+            lambda self: {n: p.detach().clone() for n, p in self.model_runner.model.named_parameters()})
+        return {f"{rank}/{n}": t for rank, state in enumerate(states) for n, t in state.items()}
     return {n: p.detach().clone() for n, p in worker.engine.model.named_parameters()}
 
 
 def _collective_load(learner: Learner, worker: RolloutWorker, version: int) -> None:
-    """CollectiveSync's calls in-process: the worker (group rank 1) receives in a thread while the
-    learner (rank 0) broadcasts in 1 MB buckets, so the tiny model takes several."""
+    """CollectiveSync's calls in-process: the worker's engine processes (group ranks 1, 2, ...) receive
+    in a thread while the learner (rank 0) broadcasts in 1 MB buckets, so the tiny model takes several."""
     from concurrent.futures import ThreadPoolExecutor
 
     host, port = learner.rendezvous()
+    world = 1 + worker.weight_group_size()
     with ThreadPoolExecutor(1) as pool:
-        joined = pool.submit(worker.join_weight_group, host, port, 1, 2)
-        learner.join_weight_group(host, port, 2)
+        joined = pool.submit(worker.join_weight_group, host, port, 1, world)
+        learner.join_weight_group(host, port, world)
         joined.result()
         received = pool.submit(worker.receive_weights, version)
         learner.broadcast_weights(worker.weight_dtype(), 1.0)
@@ -121,15 +124,18 @@ def _collective_load(learner: Learner, worker: RolloutWorker, version: int) -> N
     assert worker.weights_version == version
 
 
-@pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.slow),
+                                     pytest.param("vllm-tp2", marks=pytest.mark.slow)])
 def test_collective_sync_leaves_the_engine_bit_identical_to_the_object_store(backend, tiny_model, tmp_path):
     """The same trained weights loaded both ways: every engine parameter equal bit for bit, and
-    different from the initial weights (so each load did change the engine)."""
+    different from the initial weights (so each load did change the engine). vllm-tp2: a
+    tensor-parallel engine, whose two worker processes each join the group as a rank."""
     from rl.weight_sync import decode_bucket
 
     learner = _learner(tiny_model, tmp_path)
-    worker = RolloutWorker(str(tiny_model), backend, temperature=1.0, top_p=1.0, seed=0,
-                           engine_kwargs={"kv_cache_gb": 0.25, "max_model_len": 256} if backend == "vllm" else None)
+    vllm_kwargs = {"kv_cache_gb": 0.25, "max_model_len": 256, "tensor_parallel_size": 2 if backend == "vllm-tp2" else 1}
+    worker = RolloutWorker(str(tiny_model), backend.removesuffix("-tp2"), temperature=1.0, top_p=1.0, seed=0,
+                           engine_kwargs=vllm_kwargs if backend.startswith("vllm") else None)
     initial = learner.named_weights(worker.weight_dtype())
     reqs = [RolloutRequest(uid="1-0", task="t", prompt_ids=[151644, 872, 198, 17], max_new_tokens=8, thinking=False)] * 4
     learner.train(collate(worker.generate(reqs), torch.tensor([1.0, -1.0, 0.5, -0.5]), pad_id=0))
@@ -148,6 +154,8 @@ def test_collective_sync_leaves_the_engine_bit_identical_to_the_object_store(bac
     assert sum(not torch.equal(before[n], object_store[n]) for n in before) > len(before) // 2
     _collective_load(learner, worker, version=2)  # the group carries a second version too
     assert all(torch.equal(t, object_store[n]) for n, t in _engine_state(worker, backend).items())
+    if backend == "vllm-tp2":
+        worker.engine.llm.llm_engine.engine_core.shutdown()  # ends the worker processes now
 
 
 
