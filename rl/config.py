@@ -249,7 +249,7 @@ class LearnerConfig(ActorGroupConfig):
     shared_prefix: bool = True
     """Run each GRPO group's shared prompt once per pass and its responses on that prompt's KV cache
     (exact: the same logprobs and gradients as running every row whole), instead of once per sample.
-    Off with model.gradient_checkpointing (HF drops the cache under checkpointing)."""
+    Off with model.gradient_checkpointing (HF drops the cache) and for MoE models under ZeRO-3."""
     mini_batches: int = 1
     """Optimizer steps per rollout batch (the batch is split into this many mini-batches)."""
     epochs: int = 1

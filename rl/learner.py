@@ -28,6 +28,8 @@ import torch
 
 from rl import grpo
 from rl.config import BaseConfig, TrainConfig
+from rl.learner_state import (SHARD_BYTES, build_reference, deepspeed_config, load_model, moe_blocks,
+                              save_hf_model, total_parameters, zero3_loading)
 from rl.learner_logprobs import LogprobSettings, at, token_logprobs, window_logprobs
 from rl.lora import apply_lora, is_lora, save_lora, sync_parameters
 from rl.models import device_and_dtype
@@ -58,7 +60,6 @@ class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weig
     def setup(self, master_addr: str, master_port: int) -> int:
         """Join the DeepSpeed world and build the engine; returns the number of trainable parameters."""
         import deepspeed
-        from transformers import AutoModelForCausalLM
 
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
                           WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
@@ -66,7 +67,9 @@ class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weig
         cfg, lrn = self.cfg, self.cfg.learner
         torch.manual_seed(cfg.run.seed)
         dtype = device_and_dtype(cfg.model.dtype)[1]
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, torch_dtype=dtype)
+        ds_config = self._ds_config(dtype)
+        with zero3_loading(ds_config):  # under ZeRO-3 each rank loads only its partition
+            model = load_model(self.model_path, dtype)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.tie_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
@@ -74,6 +77,10 @@ class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weig
         # onto the vocabulary, and whether passes share prompts (HF drops the KV cache that sharing
         # needs under gradient checkpointing; the reference model is the same class).
         self.shared_prefix = cfg.learner.shared_prefix and not cfg.model.gradient_checkpointing
+        if lrn.zero_stage == 3 and moe_blocks(model):
+            # DeepSpeed reduces a ZeRO-3 leaf's (MoE block's) gradients in the block's backward hook, once
+            # per forward: the prompt and response forwards before one backward would reduce them twice
+            self.shared_prefix = False
         self.logprob_settings = LogprobSettings(
             temperature=cfg.rollout.temperature if isinstance(cfg, TrainConfig) else 1.0,
             chunk_tokens=lrn.logits_chunk_tokens, shared_prefix=self.shared_prefix,
@@ -88,31 +95,16 @@ class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weig
         warmup = max(lrn.warmup_steps, 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                               config=self._ds_config(dtype))
+                                               config=ds_config)
         # What the weight sync sends: the base model's names, LoRA adapters merged in (rl/lora.py)
         self.sync_params, self.merges = sync_parameters(self.engine.module)
         self.ref_model = None
         if isinstance(cfg, TrainConfig) and cfg.grpo.kl_coef > 0:  # the only case that needs a frozen reference
-            self.ref_model = AutoModelForCausalLM.from_pretrained(self.model_path, torch_dtype=dtype)
-            self.ref_model.to(_device()).eval().requires_grad_(False)
-        return sum(p.numel() for p in model.parameters())
+            self.ref_model = build_reference(self.model_path, dtype, ds_config, _device())
+        return total_parameters(model)
 
     def _ds_config(self, dtype: torch.dtype) -> dict[str, Any]:
-        lrn = self.cfg.learner
-        micro, gas = self._micro_plan()
-        zero: dict[str, Any] = {"stage": lrn.zero_stage}
-        if lrn.offload_optimizer:
-            zero["offload_optimizer"] = {"device": "cpu"}
-        return {
-            "train_micro_batch_size_per_gpu": micro,
-            "gradient_accumulation_steps": gas,
-            "gradient_clipping": lrn.grad_clip,
-            "zero_optimization": zero,
-            "bf16": {"enabled": dtype == torch.bfloat16},
-            "fp16": {"enabled": dtype == torch.float16},
-            "zero_allow_untested_optimizer": True,  # torch AdamW: no JIT-compiled cpu_adam needed
-            "steps_per_print": 10**9,
-        }
+        return deepspeed_config(self.cfg.learner, dtype, *self._micro_plan())
 
     def _micro_plan(self) -> tuple[int, int]:
         """(micro-batch size, micro-batches per optimizer step) for this rank's share of a mini-batch."""
@@ -292,8 +284,8 @@ class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weig
     # ------------------------------------------------------------------------------- weights, state
     def named_weights(self, dtype: str | None = None) -> list[tuple[str, torch.Tensor]] | None:
         """Full weights as CPU tensors (copies) on rank 0 (None elsewhere). Every rank must call it:
-        under ZeRO-3 the parameters are gathered collectively."""
-        buckets = [self._gather_bucket(group, dtype) for group in self._bucket_groups(dtype, float("inf"))]
+        under ZeRO-3 the parameters are gathered collectively, a checkpoint shard's worth at a time."""
+        buckets = [self._gather_bucket(group, dtype) for group in self._bucket_groups(dtype, SHARD_BYTES)]
         return [t for bucket in buckets for t in bucket] if self.rank == 0 else None
 
     def weight_bucket_count(self, dtype: str | None, bucket_mb: float) -> int:
@@ -339,19 +331,19 @@ class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weig
 
     def save(self, path: str, client_state: dict[str, Any]) -> None:
         """DeepSpeed state (model, optimizer, scheduler) + an HF model folder for use elsewhere."""
-        import deepspeed
         from transformers import AutoTokenizer
 
         ckpt = Path(path)
         if self.cfg.checkpoint.save_optimizer:
             self.engine.save_checkpoint(str(ckpt / "deepspeed"), tag="state", client_state=client_state)
-        params = list(self.engine.module.named_parameters())
-        with deepspeed.zero.GatheredParameters([p for _, p in params], enabled=self.cfg.learner.zero_stage == 3):
-            if self.rank == 0 and is_lora(self.engine.module):
+        if is_lora(self.engine.module):  # ZeRO 0-2 only (config.py refuses LoRA with ZeRO-3): weights are whole
+            if self.rank == 0:
                 save_lora(self.engine.module, ckpt, self.model_path)  # adapter/ and the merged model/
-            elif self.rank == 0:
-                self.engine.module.save_pretrained(ckpt / "model", safe_serialization=True)
-                AutoTokenizer.from_pretrained(self.model_path).save_pretrained(ckpt / "model")
+            return
+        # every rank takes part: under ZeRO-3 each shard file's parameters are gathered in turn
+        save_hf_model(self.engine.module, ckpt / "model", self.rank, zero3=self.cfg.learner.zero_stage == 3)
+        if self.rank == 0:
+            AutoTokenizer.from_pretrained(self.model_path).save_pretrained(ckpt / "model")
 
     def load(self, path: str) -> dict[str, Any]:
         """Restore model, optimizer and scheduler state saved by `save`; returns the client state."""

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "rl.thinking.budget", "rewards.spec", "rewards.base")),
     ("rewards", ("rewards",)),
     ("envs", ("envs",)),
-    ("actor support", ("rl.weight_sync", "rl.fault", "rl.data", "rl.metrics", "rl.lora",
+    ("actor support", ("rl.weight_sync", "rl.fault", "rl.data", "rl.metrics", "rl.lora", "rl.learner_state",
                        "rl.learner_logprobs")),
     ("actors", ("rl.rollout", "rl.learner")),
     ("orchestration", ("rl.actors", "rl.round", "rl.pipeline", "rl.evaluate", "rl.report")),
