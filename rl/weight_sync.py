@@ -231,6 +231,23 @@ def receive_buckets(group: Any) -> Iterator[tuple[str, torch.Tensor]]:
             yield name, received[name]
 
 
+def repack_cpu_moe_experts(model: torch.nn.Module) -> None:
+    """After a reload: pack the MoE experts again into the CPU build's grouped-GEMM layout.
+
+    vLLM 0.32 packs them after the first load only (UnquantizedFusedMoEMethod._setup_kernel skips
+    `fused_experts.process_weights_after_loading` on a weight update), so reloaded experts sit in the
+    packed storage unpacked and compute garbage, silently. Every sync sends every expert, so each MoE
+    layer holds freshly loaded, unpacked weights here. GPU kernels need no packing."""
+    if torch.cuda.is_available():
+        return
+    from vllm.model_executor.layers.fused_moe.unquantized_fused_moe_method import UnquantizedFusedMoEMethod
+
+    for module in model.modules():
+        method = getattr(module, "quant_method", None)
+        if isinstance(method, UnquantizedFusedMoEMethod) and method.moe_kernel is not None:
+            method.moe_kernel.fused_experts.process_weights_after_loading(module)
+
+
 class VLLMWeightLoader:
     """vLLM worker extension: mixed into vLLM's worker class, so `self.model_runner` is the worker's.
 
@@ -244,6 +261,7 @@ class VLLMWeightLoader:
         # reload_weights (not model.load_weights): it re-runs the post-load processing that the CPU
         # build applies (weight repacking), without which the next load fails on repacked params.
         self.model_runner.reload_weights(weights_iterator=iter(named_tensors))
+        repack_cpu_moe_experts(self.model_runner.get_model())
 
     weight_group: Any = None
     """The collective sync's group, once joined."""

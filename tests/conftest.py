@@ -23,6 +23,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_moe_model(tmp_path_factory) -> Path:
+    """A random Qwen3-MoE (hidden 64, 2 layers, 4 experts, top-2) with the real Qwen3 tokenizer, saved in
+    fp32 (transformers holds the experts fused in memory and writes them per expert on disk)."""
     from rl.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "qwen3-moe-tiny", arch="qwen3_moe", hidden_size=64)

@@ -28,7 +28,7 @@ import torch
 from rl.config import ConfigError
 from rl.models import device_and_dtype
 from rl.vllm_setup import cpu_threads_bind, modules_hidden_from_vllm_kernel_scan
-from rl.weight_sync import join_weight_group, receive_buckets
+from rl.weight_sync import join_weight_group, receive_buckets, repack_cpu_moe_experts
 
 
 @dataclass
@@ -246,6 +246,7 @@ def _finish_reload(worker) -> None:
 
     with set_current_vllm_config(worker.vllm_config):
         finalize_layerwise_reload(worker.model_runner.get_model(), worker.vllm_config.model_config)
+    repack_cpu_moe_experts(worker.model_runner.get_model())
 
 
 def make_engine(backend: str, model_path: str, *, temperature: float, top_p: float, seed: int,
