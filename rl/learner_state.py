@@ -6,8 +6,9 @@ model folder of a checkpoint. Under ZeRO-3 no rank ever holds the whole model:
     ref = build_reference(path, dtype, ds_config, device)   # a ZeRO-3 engine without optimizer under ZeRO-3
     save_hf_model(engine.module, folder, rank, zero3=True)  # one shard file gathered at a time
 
-(as TRL's and OpenRLHF's ZeRO-3 paths do). Parameters gathered for the checkpoint are gathered a
-shard at a time on every rank; rank 0 writes each shard before the next is gathered.
+(as TRL's and OpenRLHF's ZeRO-3 paths do). What a rank holds whole at once is one module while
+transformers loads it (it gathers each module's parameters to copy the checkpoint in: the embedding is
+the largest) and one shard file's parameters while saving.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def load_model(model_path: str, dtype: torch.dtype) -> Any:
     from deepspeed.utils import set_z3_leaf_modules
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     if moe_blocks(model):
         set_z3_leaf_modules(model, moe_blocks(model))
     return model

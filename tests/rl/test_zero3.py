@@ -64,8 +64,9 @@ def _rank(rank: int, model: str, out: str, port: int) -> None:
     learner.save(f"{out}/ckpt", {"step": 1})
     write_sharded(learner.engine.module, Path(out) / "small_shards", rank, shard_bytes=2**20)
     weights = learner.named_weights()
+    kl = learner.train(_batch())["loss/kl"]  # the policy has moved from the reference now
     if rank == 0:
-        torch.save({"shares": shares, "metrics": metrics, "weights": dict(weights)}, f"{out}/rank0.pt")
+        torch.save({"shares": shares, "metrics": metrics, "weights": dict(weights), "kl": kl}, f"{out}/rank0.pt")
 
 
 def _moe_rank(rank: int, model: str, out: str, port: int) -> None:
@@ -102,6 +103,8 @@ def test_two_zero3_ranks_partition_train_like_zero0_and_save_loadable_shards(tin
     # Adam's first step moves each weight by about lr * sign(gradient); where a gradient is ~0 the sign
     # follows the summation order, which differs between ZeRO-3's reduce-scatter and ZeRO-0
     assert moved > 0.5e-3 and gap < 0.05e-3, (moved, gap)
+    kl = plain.train(_batch())["loss/kl"]  # the partitioned reference model gives the whole one's KL
+    assert kl > 0 and abs(got["kl"] - kl) <= 1e-3 * kl, (got["kl"], kl)
 
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt" / "model", torch_dtype=torch.float32)
     for name, p in saved.named_parameters():
