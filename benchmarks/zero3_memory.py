@@ -55,18 +55,19 @@ def main() -> None:
     args = parser.parse_args()
     from rl.models import build_tiny_model
 
-    work = Path(tempfile.mkdtemp(prefix="zero3_memory_"))
-    model = build_tiny_model(work / "model", hidden_size=args.hidden, num_layers=args.layers, num_heads=16,
-                             num_kv_heads=8, head_dim=128, intermediate_size=3 * args.hidden)
-    result: dict = {"hidden": args.hidden, "layers": args.layers, "ranks": args.ranks, "dtype": args.dtype}
-    for stage in (0, 3):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        mp.spawn(_rank, args=(str(model), stage, args.ranks, port, str(work), args.dtype), nprocs=args.ranks)
-        result[f"zero{stage}"] = [json.loads((work / f"stage{stage}_rank{r}.json").read_text())
-                                  for r in range(args.ranks)]
-    result["model_gib"] = result["zero0"][0]["parameters"] * (2 if "16" in args.dtype else 4) / GIB
+    with tempfile.TemporaryDirectory(prefix="zero3_memory_") as tmp:  # the model: ~1.6 GB in fp32
+        work = Path(tmp)
+        model = build_tiny_model(work / "model", hidden_size=args.hidden, num_layers=args.layers, num_heads=16,
+                                 num_kv_heads=8, head_dim=128, intermediate_size=3 * args.hidden)
+        result: dict = {"hidden": args.hidden, "layers": args.layers, "ranks": args.ranks, "dtype": args.dtype}
+        for stage in (0, 3):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            mp.spawn(_rank, args=(str(model), stage, args.ranks, port, str(work), args.dtype), nprocs=args.ranks)
+            result[f"zero{stage}"] = [json.loads((work / f"stage{stage}_rank{r}.json").read_text())
+                                      for r in range(args.ranks)]
+        result["model_gib"] = result["zero0"][0]["parameters"] * (2 if "16" in args.dtype else 4) / GIB
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
