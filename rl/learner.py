@@ -28,8 +28,8 @@ import torch
 
 from rl import grpo
 from rl.config import BaseConfig, TrainConfig
-from rl.learner_state import (SHARD_BYTES, build_reference, deepspeed_config, load_model, moe_blocks,
-                              save_hf_model, total_parameters, zero3_loading)
+from rl.learner_state import (SHARD_BYTES, build_reference, deepspeed_config, load_model, make_optimizer,
+                              moe_blocks, save_hf_model, total_parameters, zero3_loading)
 from rl.learner_logprobs import LogprobSettings, at, token_logprobs, window_logprobs
 from rl.lora import apply_lora, is_lora, save_lora, sync_parameters
 from rl.models import device_and_dtype
@@ -91,7 +91,7 @@ class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weig
             model = apply_lora(model, cfg.model)
         self.entropy_coef = cfg.grpo.entropy_coef if isinstance(cfg, TrainConfig) else 0.0
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=lrn.lr, betas=lrn.betas, weight_decay=lrn.weight_decay)
+        optimizer = make_optimizer(trainable, lrn)
         warmup = max(lrn.warmup_steps, 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
