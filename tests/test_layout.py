@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rl", "rewards", "envs", "launch")
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaf", ("rl", "rl.types", "rl.grpo", "rl.config", "rl.config_io", "rl.task_config", "rl.algo_config",
+    ("leaf", ("rl", "rl.types", "rl.grpo", "rl.config", "rl.config_checks", "rl.config_io", "rl.task_config", "rl.algo_config",
               "rl.plugins", "rl.models", "rl.vllm_setup", "rl.checkpoint", "rl.console", "rl.thinking", "rl.thinking.tags", "rl.thinking.chat",
               "rl.thinking.budget", "rewards.spec", "rewards.base")),
     ("rewards", ("rewards",)),
