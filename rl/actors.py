@@ -159,10 +159,8 @@ def rollout_worker_kwargs(cfg: TrainConfig, seed: int, max_model_len: int | None
 def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
     import ray
 
-    from rl.rollout.engines import check_tensor_parallel
     from rl.rollout.worker import RolloutWorker
 
-    check_tensor_parallel(model_path, cfg.rollout.tensor_parallel_size)  # a named error before any engine starts
     workers = create_group("rollout", cfg.rollout, cfg, RolloutWorker, restartable=True, args_of=lambda i: (
         (model_path, cfg.rollout.backend), rollout_worker_kwargs(cfg, seed=cfg.run.seed + i)))
     ray.get([w.pid.remote() for w in workers])  # surface start-up errors here, not mid-step

@@ -38,6 +38,7 @@ from rl.metrics import RunLogger, rollout_metrics, write_rollouts
 from rl.models import resolve_model_path
 from rl.pipeline import RolloutsAhead
 from rl.report import summary, write_report
+from rl.rollout.engines import check_tensor_parallel
 from rl.round import RoundWorkers, ScoredRollouts, check_prompt_lengths, collate, run_round, step_batch
 from rl.weight_sync import CollectiveSync, ObjectStoreSync, PublishedWeights, connect_sync, resolve_sync_method
 
@@ -57,6 +58,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     check_prompt_lengths(tasks, tokenizer, cfg.rollout.max_prompt_tokens)
     judge_models = plan_judges(cfg, tasks)
     resolve_sync_method(cfg)  # a collective sync that cannot run here is a config error now
+    check_tensor_parallel(model_path, cfg.rollout.tensor_parallel_size)  # TP must divide the model's heads
     start_step, resume_from, run_id = prepare_run_dir(out, cfg, resume)
     log_to_run_folder(out)  # the libraries' INFO lines (and the actors' output) go there, not to the console
     mix = TaskMix(tasks, cfg.run.seed)
