@@ -242,7 +242,7 @@ class LearnerConfig(ActorGroupConfig):
     """Token budget per forward/backward pass (rows x longest row of the pass; longest response with
     `shared_prefix`), packing more short rows into one pass (dynamic batching); 0: passes of
     `micro_batch_size` rows."""
-    logits_chunk_tokens: int = 1024
+    logits_chunk_tokens: int = 512
     """Positions projected onto the vocabulary at a time when computing log-probs and entropy (each
     chunk's fp32 logits recomputed in backward, never a whole pass's (rows, tokens, vocab)); 0: all at once."""
     shared_prefix: bool = True
