@@ -139,7 +139,8 @@ class RolloutConfig(ActorGroupConfig):
     copies and publishes one bucket at a time, and workers fetch and load them one at a time."""
     sync_method: Literal["auto", "collective", "object_store"] = "auto"
     """Weights to the engines (rl/weight_sync.py): collective (broadcast from learner rank 0 to every engine
-    process, NCCL/gloo), object_store (Ray's), or auto (collective on GPU, object_store on CPU: faster there)."""
+    process, NCCL/gloo), object_store (Ray's), or auto (collective when learner and rollout hold whole GPUs,
+    else object_store: faster on CPU, and NCCL takes no two ranks on one shared GPU)."""
     tensor_parallel_size: int = 1
     """vLLM tensor parallelism: one engine shards the model over this many GPUs (gpus_per_worker must be the
     same), or on CPU over this many core groups; > 1 runs vLLM's multiprocess executor."""

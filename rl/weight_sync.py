@@ -419,15 +419,16 @@ def collective_blocker(cfg: TrainConfig) -> str | None:
 
 
 def resolve_sync_method(cfg: TrainConfig) -> str:
-    """`rollout.sync_method` with `auto` decided: collective on GPU (NCCL) where it can run; on CPU
-    the object store, which measured ~2x faster on one node (docs/architecture.md, weight sync).
+    """`rollout.sync_method` with `auto` decided: collective (NCCL) where the learner and the engines hold
+    GPUs and it can run; on CPU the object store, which measured ~2x faster on one node.
     Raises ConfigError for `collective` where it cannot run (the driver checks before any actor starts)."""
     method, blocker = cfg.rollout.sync_method, collective_blocker(cfg)
     if method == "collective" and blocker:
         raise ConfigError(f"rollout.sync_method=collective: {blocker}; set rollout.sync_method to object_store "
                           "(or auto)")
-    if method == "auto":
-        return "collective" if torch.cuda.is_available() and not blocker else "object_store"
+    if method == "auto":  # GPUs as the config asks for them: the driver itself may run on a CPU-only head node
+        on_gpus = cfg.learner.gpus_per_worker > 0 and cfg.rollout.gpus_per_worker > 0
+        return "collective" if on_gpus and not blocker else "object_store"
     return method
 
 

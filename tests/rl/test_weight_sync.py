@@ -168,14 +168,18 @@ def test_sync_method_auto_and_where_collective_cannot_run():
     def cfg(*extra: str):
         return load_config("configs/tiny.yaml", list(extra))
 
-    assert resolve_sync_method(cfg()) == ("collective" if torch.cuda.is_available() else "object_store")
+    assert resolve_sync_method(cfg()) == "object_store"  # no GPUs asked for (whatever the driver's node has)
+    whole_gpus = ["learner.gpus_per_worker=1", "rollout.gpus_per_worker=1"]
+    assert resolve_sync_method(cfg(*whole_gpus)) == "collective"
+    assert resolve_sync_method(cfg("learner.gpus_per_worker=0.5", "rollout.gpus_per_worker=0.5")) == "object_store"
     assert resolve_sync_method(cfg("rollout.sync_method=collective")) == "collective"
     with pytest.raises(ConfigError, match="rollout.sync_method=collective: learner and rollout share GPUs"):
         resolve_sync_method(cfg("rollout.sync_method=collective", "rollout.gpus_per_worker=0.5"))
     racy = ["learner.zero_stage=3", "learner.num_workers=2", "rollout.off_policy_steps=1", "grpo.tis_cap=2.0"]
     with pytest.raises(ConfigError, match="ZeRO-3 over several learner ranks"):
         resolve_sync_method(cfg("rollout.sync_method=collective", *racy))
-    assert resolve_sync_method(cfg(*racy)) == "object_store"
+    assert resolve_sync_method(cfg(*racy, *whole_gpus)) == "object_store"
+
 
 @pytest.mark.slow
 @pytest.mark.ray
