@@ -120,12 +120,16 @@ class VLLMJudge(LocalJudge):
                            tensor_parallel_size=tp, distributed_executor_backend="mp" if tp > 1 else "uni",
                            enforce_eager=options.enforce_eager, max_model_len=options.max_model_len, **memory)
         self.sampling = SamplingParams
+        self.threads = torch.get_num_threads()  # what the engine was built (and its CPU kernels planned) with
 
     def judge_batch(self, items: Sequence[JudgeItem]) -> list[Verdict]:
         """The whole batch in one `generate` call: vLLM batches continuously, micro-batches would only
         leave it idle between them."""
         if not items:
             return []
+        # The batcher calls from a worker thread, whose OpenMP thread count is its own: the CPU build's
+        # attention kernel aborts the process when it differs from the count its metadata was planned with.
+        torch.set_num_threads(self.threads)
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=self.tokenizer.encode(self.render(i), add_special_tokens=False))

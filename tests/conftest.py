@@ -1,13 +1,18 @@
-"""Shared fixtures: tiny random models built locally (no hub), and the `ray` marker's check.
+"""Shared fixtures: tiny random models built locally (no hub), the `ray` marker's check, and the
+`isolated` marker (the test runs in a fresh Python process).
 
 Tests use these as fixtures; helpers to import live in tests/helpers.py and tests/agent_helpers.py.
 """
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+ISOLATED_CHILD = "RL_TEST_ISOLATED_CHILD"
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -59,3 +64,20 @@ def no_ray_left():
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A test marked `isolated` runs in a fresh `python -m pytest` of its own node id; its result is the
+    child's. The roles it exercises run in fresh processes in a real run (Ray actors), while in-process
+    vLLM engines and DeepSpeed worlds leave process-wide state (vLLM's parallel groups and thread
+    binding, DeepSpeed's cached process groups) that a later engine in the same process trips over."""
+    if pyfuncitem.get_closest_marker("isolated") is None or os.environ.get(ISOLATED_CHILD):
+        return None
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", pyfuncitem.nodeid],
+                          cwd=root, env={**os.environ, ISOLATED_CHILD: "1"}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"isolated run of {pyfuncitem.nodeid} failed (exit {proc.returncode}):\n"
+                    f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}", pytrace=False)
+    return True

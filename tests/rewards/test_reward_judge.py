@@ -159,6 +159,7 @@ def test_transformers_grade_mode_batches_generation(judge_dir):
 # ---- vLLM backend against the transformers backend ----------------------------------------------
 
 @pytest.mark.slow  # ~1 min on 2 cores: SmolLM2-135M in both backends, vLLM's CPU engine started once
+@pytest.mark.isolated
 def test_vllm_backend_gives_the_transformers_verdicts():
     """Both backends in fp32 on the packaged SmolLM2-135M-Instruct (vLLM's "auto" would pick bf16, whose
     logits differ by ~1e-2). P(YES) agrees within 1e-3: the same prompt tokens and the same softmax over

@@ -50,6 +50,7 @@ def _max_gap(rollouts, model) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.isolated
 def test_moe_learner_under_zero3_syncs_its_fused_experts_into_vllm(tiny_moe_model, tmp_path):
     from transformers import AutoModelForCausalLM
 

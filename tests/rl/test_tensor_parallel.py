@@ -43,6 +43,7 @@ def _greedy(engine: VLLMEngine) -> list[list[int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.isolated
 def test_tp2_engine_generates_as_tp1_after_a_weight_load(tiny_model):
     torch.manual_seed(0)
     new = {name: t + 0.5 * t.std() * torch.randn_like(t) for name, t in load_file(tiny_model / "model.safetensors").items()}

@@ -125,7 +125,7 @@ def _collective_load(learner: Learner, worker: RolloutWorker, version: int) -> N
 
 
 @pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.slow),
-                                     pytest.param("vllm-tp2", marks=pytest.mark.slow)])
+                                     pytest.param("vllm-tp2", marks=[pytest.mark.slow, pytest.mark.isolated])])
 def test_collective_sync_leaves_the_engine_bit_identical_to_the_object_store(backend, tiny_model, tmp_path):
     """The same trained weights loaded both ways: every engine parameter equal bit for bit, and
     different from the initial weights (so each load did change the engine). vllm-tp2: a

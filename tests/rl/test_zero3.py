@@ -8,6 +8,7 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -81,6 +82,7 @@ def _moe_rank(rank: int, model: str, out: str, port: int) -> None:
         torch.save(dict(weights), f"{out}/rank0.pt")
 
 
+@pytest.mark.isolated
 def test_two_zero3_ranks_partition_train_like_zero0_and_save_loadable_shards(tiny_model, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
@@ -117,6 +119,7 @@ def test_two_zero3_ranks_partition_train_like_zero0_and_save_loadable_shards(tin
             assert index["weight_map"][name] == file and torch.equal(t, got["weights"][name]), name
 
 
+@pytest.mark.isolated
 def test_qwen3_moe_under_zero3_trains_and_saves_per_expert_weights(tiny_moe_model, tmp_path):
     """MoE blocks are ZeRO-3 leaves (the ranks route to different experts and neither waits on a gather
     the other skips); the checkpoint holds the per-expert names vLLM loads, not transformers' fused
