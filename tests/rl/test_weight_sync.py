@@ -89,6 +89,7 @@ def test_lora_syncs_merged_weights_and_checkpoints_adapter_and_merged_model(tiny
 
 
 @pytest.mark.slow
+@pytest.mark.isolated  # a learner and a vLLM engine in one process: the engine's teardown ends the process group
 def test_vllm_engine_generates_with_synced_weights(tiny_model, tmp_path):
     # bm25s loads numba/llvmlite, whose ffi.lib once crashed vLLM's CPU start-up (rl.rollout.engines explains);
     # the search agent env imports it in the rollout worker's process, so the engine must start anyway.
@@ -124,8 +125,9 @@ def _collective_load(learner: Learner, worker: RolloutWorker, version: int) -> N
     assert worker.weights_version == version
 
 
+@pytest.mark.isolated  # a learner and engines in one process, as above; and vLLM's process-wide state
 @pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.slow),
-                                     pytest.param("vllm-tp2", marks=[pytest.mark.slow, pytest.mark.isolated])])
+                                     pytest.param("vllm-tp2", marks=pytest.mark.slow)])
 def test_collective_sync_leaves_the_engine_bit_identical_to_the_object_store(backend, tiny_model, tmp_path):
     """The same trained weights loaded both ways: every engine parameter equal bit for bit, and
     different from the initial weights (so each load did change the engine). vllm-tp2: a
