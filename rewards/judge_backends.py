@@ -22,7 +22,7 @@ from rewards.judge import (PLAIN_SUFFIX, JudgeItem, JudgeOptions, Verdict, grade
                            verdict_from_top_logprobs, yes_no_verdict)
 from rewards.serving import load_tokenizer
 from rl.models import device_and_dtype
-from rl.vllm_setup import cpu_threads_bind, modules_hidden_from_vllm_kernel_scan
+from rl.vllm_setup import start_llm
 
 
 class LocalJudge:
@@ -99,26 +99,19 @@ class VLLMJudge(LocalJudge):
     """Judge backend: vLLM's offline `LLM` in this process (the judge actor), `tensor_parallel_size` wide.
 
     TP > 1 runs vLLM's multiprocess executor (a worker process per GPU; on CPU per core group, each bound
-    to its cores through VLLM_CPU_OMP_THREADS_BIND, see `rl.vllm_setup.cpu_threads_bind`). The dtype is
+    to its cores; `rl.vllm_setup.start_llm`). The dtype is
     the transformers backend's (fp32 on CPU, bf16 on CUDA) unless `dtype` says otherwise.
     """
 
     def __init__(self, path: str, options: JudgeOptions):
         super().__init__(path, options)
-        device, dtype = device_and_dtype(options.dtype, options.device)
-        tp = options.tensor_parallel_size
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core runs in this actor
-        if device.type == "cpu" and tp > 1:
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_threads_bind(tp))
-        from vllm import LLM, SamplingParams
+        dtype = device_and_dtype(options.dtype, options.device)[1]  # the transformers backend's choice
+        self.llm = start_llm(path, tensor_parallel_size=options.tensor_parallel_size, kv_cache_gb=options.kv_cache_gb,
+                             gpu_memory_utilization=options.gpu_memory_utilization,
+                             dtype=str(dtype).removeprefix("torch."), seed=0, enforce_eager=options.enforce_eager,
+                             max_model_len=options.max_model_len)
+        from vllm import SamplingParams
 
-        memory: dict[str, Any] = {"gpu_memory_utilization": options.gpu_memory_utilization}
-        if device.type == "cpu":
-            memory = {"kv_cache_memory_bytes": int(options.kv_cache_gb * (1 << 30))}
-        with modules_hidden_from_vllm_kernel_scan():
-            self.llm = LLM(model=path, dtype=str(dtype).removeprefix("torch."), seed=0,
-                           tensor_parallel_size=tp, distributed_executor_backend="mp" if tp > 1 else "uni",
-                           enforce_eager=options.enforce_eager, max_model_len=options.max_model_len, **memory)
         self.sampling = SamplingParams
         self.threads = torch.get_num_threads()  # what the engine was built (and its CPU kernels planned) with
 

@@ -83,8 +83,8 @@ def load_model(model_path: str, dtype: torch.dtype) -> Any:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
-    if moe_blocks(model):
-        set_z3_leaf_modules(model, moe_blocks(model))
+    if blocks := moe_blocks(model):
+        set_z3_leaf_modules(model, blocks)
     return model
 
 

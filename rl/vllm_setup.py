@@ -1,9 +1,10 @@
 """Starting vLLM's offline engine inside our own processes: what the rollout engines
 (rl/rollout/engines.py) and the judge's vLLM backend (rewards/judge_backends.py) both need.
 
-    with modules_hidden_from_vllm_kernel_scan():
-        llm = LLM(model=path, ...)
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_threads_bind(2))   # before a TP=2 LLM() on CPU
+    llm = start_llm(path, tensor_parallel_size=2, kv_cache_gb=1.0, gpu_memory_utilization=0.5, seed=0)
+
+`start_llm` is the one place an engine starts: in this process (TP=1) or with a worker process per
+shard (TP > 1), the CPU build's KV cache sized in GiB and its threads bound per shard.
 """
 from __future__ import annotations
 
@@ -60,3 +61,24 @@ def cpu_threads_bind(tensor_parallel_size: int) -> str:
     per_worker = len(cores) // tensor_parallel_size
     groups = [cores[i * per_worker:(i + 1) * per_worker] for i in range(tensor_parallel_size)]
     return "|".join(",".join(str(core) for core in group) for group in groups)
+
+
+def start_llm(model: str, *, tensor_parallel_size: int, kv_cache_gb: float, gpu_memory_utilization: float,
+              **llm_kwargs) -> object:
+    """vLLM's offline `LLM` for `model`: the engine core in this process (an actor's), TP=1 in it too
+    ("uni" executor), TP > 1 a worker process per shard ("mp"). On CPU the KV cache is `kv_cache_gb`
+    (vLLM's GPU memory fraction means nothing there) and each shard's threads are bound to its share of
+    this process's cores; on GPU the engine takes `gpu_memory_utilization` of each GPU."""
+    import torch
+
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # must be set before vLLM starts its engine
+    from vllm import LLM
+
+    memory: dict[str, object] = {"gpu_memory_utilization": gpu_memory_utilization}
+    if not torch.cuda.is_available():
+        memory = {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30))}
+        if tensor_parallel_size > 1:  # vLLM's default binds a NUMA node per worker: most machines have one
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_threads_bind(tensor_parallel_size))
+    with modules_hidden_from_vllm_kernel_scan():
+        return LLM(model=model, tensor_parallel_size=tensor_parallel_size,
+                   distributed_executor_backend="uni" if tensor_parallel_size == 1 else "mp", **memory, **llm_kwargs)

@@ -18,7 +18,6 @@ each bound on CPU to its own group of this actor's cores (rl/vllm_setup.py `cpu_
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,7 +26,7 @@ import torch
 
 from rl.config import ConfigError
 from rl.models import device_and_dtype
-from rl.vllm_setup import cpu_threads_bind, modules_hidden_from_vllm_kernel_scan
+from rl.vllm_setup import start_llm
 from rl.weight_sync import join_weight_group, receive_buckets, repack_cpu_moe_experts
 
 
@@ -148,22 +147,13 @@ class VLLMEngine:
     def __init__(self, model_path: str, temperature: float, top_p: float, seed: int, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.5, kv_cache_gb: float = 1.0, enforce_eager: bool = True,
                  max_model_len: int | None = None, tensor_parallel_size: int = 1):
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # must be set before vLLM starts its engine
-        from vllm import LLM, SamplingParams
-
         check_tensor_parallel(model_path, tensor_parallel_size)
-        kwargs = {}
-        if not torch.cuda.is_available():
-            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
-            if tensor_parallel_size > 1:  # vLLM's default binds a NUMA node per worker: most machines have one
-                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_threads_bind(tensor_parallel_size))
-        with modules_hidden_from_vllm_kernel_scan():
-            self.llm = LLM(
-                model=model_path, dtype="auto" if dtype == "auto" else dtype, seed=seed,
-                enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
-                distributed_executor_backend="uni" if tensor_parallel_size == 1 else "mp",
-                gpu_memory_utilization=gpu_memory_utilization, worker_extension_cls="rl.weight_sync.VLLMWeightLoader",
-                max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
+        self.llm = start_llm(model_path, tensor_parallel_size=tensor_parallel_size, kv_cache_gb=kv_cache_gb,
+                             gpu_memory_utilization=gpu_memory_utilization, dtype=dtype, seed=seed,
+                             enforce_eager=enforce_eager, worker_extension_cls="rl.weight_sync.VLLMWeightLoader",
+                             max_model_len=max_model_len, logprobs_mode="processed_logprobs")
+        from vllm import SamplingParams
+
         self.in_process = tensor_parallel_size == 1
         self.sampling = SamplingParams
         self.temperature, self.top_p = temperature, top_p
