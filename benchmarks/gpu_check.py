@@ -96,6 +96,7 @@ class PeakMemory:
 
     def __init__(self, gpu: bool, every_s: float = 0.2):
         self.gpu, self.every_s, self.peak_bytes = gpu, every_s, 0
+        self.last_error: Exception | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -111,8 +112,8 @@ class PeakMemory:
         while not self._stop.wait(self.every_s):
             try:
                 self.peak_bytes = max(self.peak_bytes, self._used())
-            except (OSError, ValueError, subprocess.SubprocessError):
-                continue  # a process that ended between listing and reading; nvidia-smi hiccups
+            except (OSError, ValueError, IndexError, subprocess.SubprocessError) as e:
+                self.last_error = e  # a process that ended between listing and reading; nvidia-smi hiccups
 
     def _used(self) -> int:
         if self.gpu:
@@ -197,6 +198,8 @@ def train_and_measure(args: argparse.Namespace, tmp: Path) -> tuple[list[dict[st
     cfg = load_config(REPO / "configs" / "tiny.yaml", run_overrides(args, model_dir, tmp / "run"))
     with PeakMemory(gpu=args.device == "cuda") as memory:
         run_dir = train(cfg)
+    if memory.peak_bytes == 0:  # not one reading succeeded: say why rather than report 0 GiB
+        raise SystemExit(f"gpu_check: could not read the memory in use ({memory.last_error!r})")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return rows, params, head, memory.peak_bytes
 

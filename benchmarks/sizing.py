@@ -99,7 +99,7 @@ def learner_row(cfg: Any, shape: dict[str, Any], params: dict[str, float]) -> di
     lrn, r = cfg.learner, cfg.rollout
     seq = r.max_prompt_tokens + r.max_new_tokens
     tokens = lrn.max_tokens_per_micro_batch or lrn.micro_batch_size * seq
-    chunk = getattr(lrn, "logits_chunk_tokens", 0) or min(tokens, lrn.micro_batch_size * r.max_new_tokens)
+    chunk = lrn.logits_chunk_tokens or tokens  # 0: a pass's positions all at once
     states = model_states_gib(params, lrn.num_workers, lrn.zero_stage, lrn.offload_optimizer)
     acts = activations_gib(shape, tokens, cfg.model.gradient_checkpointing)
     logits = logits_gib(shape["vocab"], chunk)
@@ -110,7 +110,7 @@ def learner_row(cfg: Any, shape: dict[str, Any], params: dict[str, float]) -> di
 
 def rollout_row(cfg: Any, shape: dict[str, Any], params: dict[str, float]) -> dict[str, float]:
     r = cfg.rollout
-    tp = getattr(r, "tensor_parallel_size", 1)
+    tp = r.tensor_parallel_size
     weights = 2 * params["total"] / tp / GIB
     kv_per_token = 2 * shape["layers"] * max(shape["kv_heads"] // tp, 1) * shape["head_dim"] * 2
     kv_gib = r.gpu_memory_utilization * GPU_GIB - weights - RUNTIME_GIB
