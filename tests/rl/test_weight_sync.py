@@ -62,10 +62,6 @@ def _sync_and_check(backend: str, model, tmp_path, tolerance: float, *extra: str
     return learner, worker
 
 
-def test_hf_engine_generates_with_synced_weights(tiny_model, tmp_path):
-    _sync_and_check("hf", tiny_model, tmp_path, tolerance=1e-4)
-
-
 def test_lora_syncs_merged_weights_and_checkpoints_adapter_and_merged_model(tiny_model, tmp_path):
     """With model.lora_rank the learner trains adapters only; the engine gets W + (alpha/r) B A under the
     base names (its logprobs then equal the learner's), and the checkpoint's merged model decodes
@@ -86,16 +82,6 @@ def test_lora_syncs_merged_weights_and_checkpoints_adapter_and_merged_model(tiny
         ours = module.generate(input_ids=prompt, max_new_tokens=12, do_sample=False)
         theirs = merged.generate(input_ids=prompt, max_new_tokens=12, do_sample=False)
     assert ours.tolist() == theirs.tolist()
-
-
-@pytest.mark.slow
-@pytest.mark.isolated  # a learner and a vLLM engine in one process: the engine's teardown ends the process group
-def test_vllm_engine_generates_with_synced_weights(tiny_model, tmp_path):
-    # bm25s loads numba/llvmlite, whose ffi.lib once crashed vLLM's CPU start-up (rl.rollout.engines explains);
-    # the search agent env imports it in the rollout worker's process, so the engine must start anyway.
-    pytest.importorskip("bm25s")
-    # vLLM's CPU kernels reduce in another order than torch: ~2e-3 apart in fp32 on logprobs near -12
-    _sync_and_check("vllm", tiny_model, tmp_path, tolerance=1e-2)
 
 
 def _engine_state(worker: RolloutWorker, backend: str) -> dict[str, torch.Tensor]:
@@ -125,24 +111,36 @@ def _collective_load(learner: Learner, worker: RolloutWorker, version: int) -> N
     assert worker.weights_version == version
 
 
-@pytest.mark.isolated  # a learner and engines in one process, as above; and vLLM's process-wide state
+@pytest.mark.isolated  # a learner and an engine in one process: vLLM's teardown ends the learner's process group,
+# and vLLM keeps process-wide state (parallel groups, thread binding)
 @pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.slow),
                                      pytest.param("vllm-tp2", marks=pytest.mark.slow)])
 def test_collective_sync_leaves_the_engine_bit_identical_to_the_object_store(backend, tiny_model, tmp_path):
     """The same trained weights loaded both ways: every engine parameter equal bit for bit, and
-    different from the initial weights (so each load did change the engine). vllm-tp2: a
-    tensor-parallel engine, whose two worker processes each join the group as a rank."""
+    different from the initial weights (so each load did change the engine); after the load the engine
+    samples with the learner's log-probs (so it generates with the new weights). vllm-tp2: a
+    tensor-parallel engine, whose two worker processes each join the group as a rank and whose shards
+    vLLM's own loader cuts."""
     from rl.weight_sync import decode_bucket
 
+    if backend.startswith("vllm"):
+        # bm25s loads numba/llvmlite, whose ffi.lib once crashed vLLM's CPU start-up (rl.rollout.engines
+        # explains); the search agent env imports it in the rollout worker's process, so the engine must start anyway.
+        pytest.importorskip("bm25s")
+    # vLLM's CPU kernels reduce in another order than torch: ~2e-3 apart in fp32 on logprobs near -12
+    tolerance = 1e-4 if backend == "hf" else 1e-2
     learner = _learner(tiny_model, tmp_path)
     vllm_kwargs = {"kv_cache_gb": 0.25, "max_model_len": 256, "tensor_parallel_size": 2 if backend == "vllm-tp2" else 1}
     worker = RolloutWorker(str(tiny_model), backend.removesuffix("-tp2"), temperature=1.0, top_p=1.0, seed=0,
                            engine_kwargs=vllm_kwargs if backend.startswith("vllm") else None)
+    assert _max_gap(worker, learner) < tolerance  # same initial weights
     initial = learner.named_weights(worker.weight_dtype())
     reqs = [RolloutRequest(uid="1-0", task="t", prompt_ids=[151644, 872, 198, 17], max_new_tokens=8, thinking=False)] * 4
     learner.train(collate(worker.generate(reqs), torch.tensor([1.0, -1.0, 0.5, -0.5]), pad_id=0))
+    assert _max_gap(worker, learner) > 10 * tolerance, "the update should change logprobs visibly"
 
     _collective_load(learner, worker, version=1)
+    assert _max_gap(worker, learner) < tolerance
     collective = _engine_state(worker, backend)
     worker.load_weights(initial, version=0)
     before = _engine_state(worker, backend)
