@@ -1,4 +1,4 @@
-"""A deliberately broken user reward for tests/e2e/test_reward_failures_e2e.py (loaded by import string).
+"""A deliberately broken user reward for the off-policy run of tests/e2e/test_e2e.py (loaded by import string).
 
 Calls are numbered through a counter file shared by every process that runs it (the reward runner
 replaces processes it kills), and call n misbehaves by n % 5: 0 scores normally, 1 raises, 2 hangs
