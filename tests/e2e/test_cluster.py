@@ -1,5 +1,5 @@
 """`rl submit` on a real two-node Ray cluster on this machine (tests/local_cluster.py): placement by
-custom resource, a learner world over both nodes, a rollout worker killed mid-run, and a stopped job
+custom resource, a ZeRO-3 learner world over both nodes, a rollout worker killed mid-run, and a stopped job
 resubmitted with `--resume auto` continuing at the right step with the same data order.
 
 Three jobs in all (each pays ~30-60 s of actor start-up on a small machine): the first one covers
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from tests.helpers import TESTS, tiny_overrides
 from tests.data.cluster_rewards import prompt_fingerprint
@@ -65,12 +66,14 @@ def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout
 # ---------------------------------------------------------------------------------- placement + kill
 @pytest.fixture(scope="module")
 def placed_run(cluster, tiny_model, tmp_path_factory):
-    """2 steps: rollout worker pinned to the tagged node, two learner ranks spread over both nodes; the
+    """2 steps: rollout worker pinned to the tagged node, two learner ranks spread over both nodes as one
+    ZeRO-3 world (gloo; weights gathered collectively for the sync and the HF checkpoint); the
     rollout worker's process is SIGKILLed in the middle of step 2's generation (Ray titles the process
     `ray::RolloutWorker.generate` while the call runs). Records where the actors ran."""
     run = tmp_path_factory.mktemp("placed") / "run"
     overrides = tiny_overrides(tiny_model, run, **{
-        "rollout.resources": "{rollout_node: 1}", "learner.num_workers": 2, "cluster.placement_strategy": "SPREAD",
+        "rollout.resources": "{rollout_node: 1}", "learner.num_workers": 2, "learner.zero_stage": 3,
+        "cluster.placement_strategy": "SPREAD",
         "rollout.max_new_tokens": 32,  # a longer generate call: a wider window to kill the worker in
         "checkpoint.every": 0, "logging.wandb_mode": "disabled"})
     proc = subprocess.Popen(submit_cmd(cluster, overrides, "--wait"), cwd=ROOT, env=cluster.client_env(),
@@ -93,7 +96,7 @@ def placed_run(cluster, tiny_model, tmp_path_factory):
     finally:
         if proc.poll() is None:
             proc.kill()
-    return {"run": run, "rc": proc.returncode, "stdout": stdout, "stderr": stderr, "seen": seen, "killed": killed}
+    return {"run": run, "model": tiny_model, "rc": proc.returncode, "stdout": stdout, "stderr": stderr, "seen": seen, "killed": killed}
 
 
 def test_submitted_job_places_roles_by_resources_and_succeeds(placed_run):
@@ -106,7 +109,10 @@ def test_submitted_job_places_roles_by_resources_and_succeeds(placed_run):
     assert rollout_nodes == {NODE}, "rollout.resources={rollout_node: 1} pins the worker to the tagged node"
     learner_nodes = {node for node, _ in r["seen"]["Learner"]}
     assert learner_nodes == {HEAD, NODE}, "SPREAD places the two DeepSpeed ranks on both nodes, one world"
-    assert (r["run"] / "checkpoints" / "step_000002" / "model").is_dir()
+    trained = load_file(r["run"] / "checkpoints" / "step_000002" / "model" / "model.safetensors")
+    initial = load_file(r["model"] / "model.safetensors")
+    assert set(trained) >= set(initial) - {"lm_head.weight"}, "ZeRO-3 ranks gathered every weight for the save"
+    assert any(not (trained[k] == initial[k]).all() for k in initial if k in trained), "and trained them"
 
 
 def test_killed_rollout_worker_is_restarted_and_the_run_finishes(placed_run):
