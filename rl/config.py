@@ -279,6 +279,17 @@ class CheckpointConfig:
 
 
 @dataclass
+class ThinkingConfig:
+    switch: Literal["soft", "hard"] = "soft"
+    """How a prompt asks for its mode (Qwen3 report, section 4.3). soft: the dialog's last /think or
+    /no_think flag asks (one is added to the last user turn when the prompt's mode needs it) and the
+    prompt is rendered as the template renders by default, without a pre-filled think block, so the
+    policy writes the block itself (empty under /no_think) and the mode-following reward can teach the
+    switch. hard: a non-thinking prompt ends with the empty block already written (Qwen3's
+    enable_thinking=False), so /no_think compliance is 1.0 by construction and nothing is learned."""
+
+
+@dataclass
 class BaseConfig:
     """The sections every command reads: `rl train` (TrainConfig) and `rl sft` (SFTConfig)."""
 
@@ -308,6 +319,7 @@ class TrainConfig(BaseConfig):
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    thinking: ThinkingConfig = field(default_factory=ThinkingConfig)
 
     def __post_init__(self) -> None:
         validate_common(self)

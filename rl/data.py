@@ -19,7 +19,7 @@ from typing import Any
 
 from envs.tasks import Row, Task
 from rl.thinking.chat import render_chat
-from rl.thinking.tags import response_prefix
+from rl.thinking.tags import response_prefix, with_flag
 from rl.types import RolloutRequest
 
 
@@ -97,18 +97,29 @@ class TaskMix:
 
 
 def group_requests(task: Task, row: Row, thinking: bool, *, uid: str, size: int, max_new_tokens: int, seed: int,
-                   budget: int | None, tokenizer: Any) -> tuple[list[RolloutRequest], list[Row], list[str]]:
+                   budget: int | None, tokenizer: Any, switch: str = "soft"
+                   ) -> tuple[list[RolloutRequest], list[Row], list[str]]:
     """`size` requests for one prompt (a GRPO group, or an eval prompt's k samples), the row each sample is
-    scored with (plus the mode it was asked in), and the response prefix its prompt already holds."""
-    messages, tools = task.chat(row, thinking)
-    text = render_chat(tokenizer, messages, thinking=thinking, tools=tools)
+    scored with (plus the mode it was asked in), and the response prefix its prompt already holds.
+    `switch` is thinking.switch: soft renders the flagged dialog without a pre-filled think block."""
+    text = render_prompt(task, row, thinking, tokenizer, switch)
     ids = tokenizer.encode(text, add_special_tokens=False)
     request = RolloutRequest(uid=uid, task=task.name, prompt_ids=ids, max_new_tokens=max_new_tokens,
                              thinking=thinking, thinking_budget=budget, seed=seed, env=task.env,
-                             row=row if task.env else None)
+                             row=row if task.env else None, soft_switch=switch == "soft")
     # distinct objects per sample: later steps add per-sample fields (env_info, lengths) to each row
     requests = [dataclasses.replace(request) for _ in range(size)]
     return requests, [{**row, "thinking": thinking} for _ in range(size)], [response_prefix(text)] * size
+
+
+def render_prompt(task: Task, row: Row, thinking: bool, tokenizer: Any, switch: str) -> str:
+    """A row's prompt text in the asked mode. hard: the template's mode switch (Qwen3 pre-fills the empty
+    think block when not thinking). soft: the mode's flag on the dialog (`with_flag`: none is added when
+    the dialog already asks for it) and the template's default rendering, so the policy writes the block."""
+    messages, tools = task.chat(row, thinking)
+    if switch == "soft":
+        return render_chat(tokenizer, with_flag(messages, thinking), thinking=True, tools=tools)
+    return render_chat(tokenizer, messages, thinking=thinking, tools=tools)
 
 
 def informative(rewards: list[float], eps: float = 1e-8) -> bool:

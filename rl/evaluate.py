@@ -66,7 +66,7 @@ def eval_requests(step: int, tasks: list[Task], cfg: TrainConfig, tokenizer: Any
             budget = sample_budget(spec, budget_rng) if spec is not None and thinking else None
             group = group_requests(task, row, thinking, uid=f"eval-{step}-{task.name}-{i}", size=k,
                                    max_new_tokens=cfg.rollout.max_new_tokens, seed=cfg.run.seed * 1_000_003 + i,
-                                   budget=budget, tokenizer=tokenizer)
+                                   budget=budget, tokenizer=tokenizer, switch=cfg.thinking.switch)
             for part, out in zip(group, (requests, rows, prefixes)):
                 out.extend(part)
             groups.append((task, i))

@@ -89,7 +89,7 @@ def build_requests(step: int, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, ro
         group = group_requests(draw.task, draw.row, draw.thinking, uid=f"{step + 1}-{p}{suffix}",
                                size=cfg.rollout.group_size, max_new_tokens=cfg.rollout.max_new_tokens,
                                seed=cfg.run.seed * 1_000_003 + step + 7919 * round_index, budget=budget,
-                               tokenizer=tokenizer)
+                               tokenizer=tokenizer, switch=cfg.thinking.switch)
         for part, out in zip(group, (requests, rows, prefixes)):
             out.extend(part)
     return requests, rows, prefixes

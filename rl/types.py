@@ -37,6 +37,9 @@ class RolloutRequest:
     """Agent env (built-in name or import string) that runs this episode; None: single-turn generation."""
     row: dict[str, Any] | None = None
     """The dataset row the env resets from (agent requests only)."""
+    soft_switch: bool = False
+    """thinking.switch=soft: an agent episode's later generation prompts are rendered like its first,
+    without a pre-filled think block (the dialog's flag asks for the mode)."""
 
 
 @dataclass

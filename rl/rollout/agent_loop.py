@@ -19,7 +19,8 @@ leaves the later waves. (Submitting a turn the moment its env step returns would
 Tokens are never re-tokenised: the context is the prompt ids + every sampled id + every env id. The
 env ids are the chat template's rendering of the new messages as the delta after a fixed one-message
 conversation (`ObservationTokens`): whatever closes the model's turn (e.g. "\\n" after <|im_end|>), the
-tool/user turns, and the next generation prompt (with the empty think block in non-thinking mode). A
+tool/user turns, and the next generation prompt (with the empty think block in non-thinking mode under
+thinking.switch=hard; under soft, as the first prompt, without it). A
 fixed base, not the real history, because templates re-render earlier assistant turns differently once
 later messages follow (Qwen3 drops their thoughts), and those tokens are already fixed as sampled.
 
@@ -194,7 +195,7 @@ class AgentRollouts:
         elif e.turns >= e.env.max_turns:
             e.stop = "max_turns"
         else:
-            ids = self.observations.ids(messages, e.request.thinking, e.ids[-1])
+            ids = self.observations.ids(messages, e.request.thinking or e.request.soft_switch, e.ids[-1])
             if len(ids) >= e.remaining:  # no room left for a single model token after it
                 e.stop = "token_budget"
                 return

@@ -4,6 +4,7 @@ that raise, hang or flood, which end only their own episode. Also the RolloutWor
 driver's agent requests, and the env metrics."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -92,6 +93,18 @@ def test_thinking_mode_observations_end_with_a_plain_generation_prompt(tok):
         "\n<|im_start|>user\nLower. 4 guesses left.<|im_end|>\n<|im_start|>assistant\n"
     assert r.env_info["turns"] == 5 and r.env_info["reward"] == 0.0 and r.env_info["success"] is False
     assert r.finish_reason == "stop" and env_reward(r.text, env_info=r.env_info).score == 0.0
+
+
+def test_soft_switch_observations_end_with_a_plain_generation_prompt(tok):
+    """thinking.switch=soft: after a tool result the next generation prompt pre-fills nothing in
+    non-thinking mode either; the policy writes the empty block itself, as in its first turn."""
+    row = {"secret": 9, "low": 1, "high": 20, "guesses": 5}
+    engine = FakeEngine(tok, lambda context: "<think>\n\n</think>\n\n10")
+    req = dataclasses.replace(request(tok, "guess_number", row), soft_switch=True)
+    [r] = AgentRollouts(engine, tok).run([req])
+    env_run = next((s, e) for v, s, e in segments(r.loss_mask) if v == 0)
+    assert tok.decode(r.response_ids[slice(*env_run)]) == \
+        "\n<|im_start|>user\nLower. 4 guesses left.<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_observation_tokens_close_a_turn_that_ended_with_another_eos(tok):
@@ -273,14 +286,15 @@ def test_rollout_worker_routes_agent_requests_and_keeps_order(tok):
     assert out[1].env_info["success"] and out[1].env_info["turns"] == 1 and out[1].text == "7"
 
 
-def test_driver_builds_agent_requests_with_tools_in_the_prompt(tok):
+@pytest.mark.parametrize("switch", ["soft", "hard"])
+def test_driver_builds_agent_requests_with_tools_in_the_prompt(tok, switch):
     from envs.tasks import load_task
     from rl.config import load_config
     from rl.data import TaskMix
     from rl.round import build_requests, check_prompt_lengths
 
     cfg = load_config(None, ["rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.max_prompt_tokens=600",
-                             "rollout.max_new_tokens=1024",
+                             "rollout.max_new_tokens=1024", f"thinking.switch={switch}",
                              "data.tasks=[{name: agent_store, size: 8, eval_size: 2}]"])
     tasks = [load_task(t, 0) for t in cfg.data.tasks]
     check_prompt_lengths(tasks, tok, cfg.rollout.max_prompt_tokens)
@@ -290,7 +304,11 @@ def test_driver_builds_agent_requests_with_tools_in_the_prompt(tok):
     assert all(r.env == "store" and r.row is not None and "goal" in r.row for r in requests)
     text = tok.decode(requests[0].prompt_ids)
     assert "<tools>" in text and '"name": "cancel_order"' in text
-    assert text.endswith(f"<|im_start|>assistant\n{EMPTY_THINK}")
+    if switch == "hard":  # the template's non-thinking prompt: the empty block is written for the policy
+        assert text.endswith(f"<|im_start|>assistant\n{EMPTY_THINK}") and prefixes[0] == EMPTY_THINK
+    else:  # the flag asks; the policy writes the (empty) block itself, in the first turn and every later one
+        assert text.endswith("/no_think<|im_end|>\n<|im_start|>assistant\n") and prefixes[0] == ""
+        assert all(r.soft_switch and not r.thinking for r in requests)
     assert requests[0].row == {k: v for k, v in rows[0].items() if k != "thinking"}
 
     out = AgentRollouts(FakeEngine(tok, store_policy), tok).run(requests)

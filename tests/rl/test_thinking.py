@@ -306,3 +306,33 @@ def test_mode_metrics():
     assert metrics["thinking/compliance"] == 0.5  # ok+think and empty+no_think comply; the others do not
     with pytest.raises(ValueError, match="one mode per sample"):
         mode_metrics(parses, [True])
+
+
+@pytest.mark.parametrize("template", ["qwen", "chatml"])
+@pytest.mark.parametrize("switch", ["soft", "hard"])
+def test_rl_prompts_under_each_switch_and_what_the_mode_reward_scores(request, template, switch):
+    """thinking.switch: soft (the default) flags the dialog and pre-fills nothing, so the policy's own
+    block is scored by the mode-following reward; hard pre-fills the empty block in non-thinking mode,
+    so every non-thinking response complies whatever the policy writes."""
+    from envs.tasks import load_task
+    from rewards.format import think_mode_reward
+    from rl.config import load_config
+    from rl.data import TaskMix
+    from rl.round import build_requests
+
+    tok = request.getfixturevalue(template)
+    cfg = load_config(None, ["rollout.prompts_per_step=8", "rollout.group_size=2", f"thinking.switch={switch}",
+                             "data.tasks=[{name: arithmetic, size: 32, eval_size: 2, thinking_ratio: 0.5}]"])
+    assert load_config(None, []).thinking.switch == "soft"
+    requests, rows, prefixes = build_requests(0, cfg, TaskMix([load_task(t, 0) for t in cfg.data.tasks], 0), tok)
+    assert {r.thinking for r in requests} == {True, False}
+    for req, row, prefix in zip(requests, rows, prefixes):
+        text = tok.decode(req.prompt_ids)
+        assert row["thinking"] == req.thinking and ("/think" if req.thinking else "/no_think") in text
+        prefilled = switch == "hard" and not req.thinking
+        assert text.endswith("<|im_start|>assistant\n" + (EMPTY_THINK if prefilled else ""))
+        assert prefix == (EMPTY_THINK if prefilled else "") and req.soft_switch == (switch == "soft")
+        # what the reward sees is prefix + generated text (rl/round.py)
+        bare, empty_block = prefix + "4", prefix + ("" if prefilled else EMPTY_THINK) + "4"
+        assert think_mode_reward(bare, thinking=row["thinking"]).score == float(prefilled)
+        assert think_mode_reward(empty_block, thinking=row["thinking"]).score == float(not req.thinking)
