@@ -1,10 +1,10 @@
 """Actor creation: the Ray cluster, and every actor group from its config section, in one way.
 
     started = init_ray(cfg, judge_roles=list(judge_models))
-    learners = create_learners(cfg, model_path)                 # DeepSpeed ranks (rl/learner.py)
-    rollout_workers = create_rollout_workers(cfg, model_path)   # vLLM engines (rl/rollout/worker.py)
+    learners, rollout_workers, reward_workers = create_training_actors(cfg, model_path, tasks)
+        # DeepSpeed ranks (rl/learner.py), vLLM engines (rl/rollout/worker.py), reward processes
+        # (rewards/worker.py): started together, each also on its own (create_learners, ...)
     judges = create_judges(cfg, judge_models)                   # named judge / reward-model actors
-    reward_workers = create_reward_workers(cfg, tasks)          # reward processes (rewards/worker.py)
 
 Every role's section shares `rl.config.ActorGroupConfig` (num_workers, cpus/gpus per worker, custom
 resources, threads), and `create_group` turns one into a placement group with one bundle per actor
@@ -136,13 +136,37 @@ def create_learners(cfg: BaseConfig, model_path: str) -> list:
     """The DeepSpeed ranks, joined into one torch.distributed world."""
     import ray
 
+    learners = learner_group(cfg, model_path)
+    ray.get(setup_learners(learners))
+    return learners
+
+
+def learner_group(cfg: BaseConfig, model_path: str) -> list:
     from rl.learner import Learner
 
     n = cfg.learner.num_workers
-    learners = create_group("learner", cfg.learner, cfg, Learner, lambda i: ((cfg, model_path, i, n), {}))
+    return create_group("learner", cfg.learner, cfg, Learner, lambda i: ((cfg, model_path, i, n), {}))
+
+
+def setup_learners(learners: list) -> list:
+    """Start every rank's DeepSpeed set-up (one world at rank 0's address); returns the pending calls."""
+    import ray
+
     addr, port = ray.get(learners[0].rendezvous.remote())
-    ray.get([lrn.setup.remote(addr, port) for lrn in learners])
-    return learners
+    return [lrn.setup.remote(addr, port) for lrn in learners]
+
+
+def create_training_actors(cfg: TrainConfig, model_path: str, tasks: list[Task]) -> tuple[list, list, list]:
+    """Learners, rollout workers and reward workers for `rl train`, started together: DeepSpeed's set-up,
+    the vLLM engines and the reward processes each start while the others do (one after the other they
+    cost the sum, ~10 s more per run on 2 cores). Every start-up error surfaces here, before step 1."""
+    import ray
+
+    learners = learner_group(cfg, model_path)
+    rollout_workers, reward_workers = rollout_group(cfg, model_path), reward_group(cfg, tasks)
+    ray.get(setup_learners(learners) + [w.pid.remote() for w in rollout_workers]
+            + [w.stats.remote() for w in reward_workers])
+    return learners, rollout_workers, reward_workers
 
 
 def rollout_worker_kwargs(cfg: TrainConfig, seed: int, max_model_len: int | None = None) -> dict[str, Any]:
@@ -159,25 +183,33 @@ def rollout_worker_kwargs(cfg: TrainConfig, seed: int, max_model_len: int | None
 def create_rollout_workers(cfg: TrainConfig, model_path: str) -> list:
     import ray
 
-    from rl.rollout.worker import RolloutWorker
-
-    workers = create_group("rollout", cfg.rollout, cfg, RolloutWorker, restartable=True, args_of=lambda i: (
-        (model_path, cfg.rollout.backend), rollout_worker_kwargs(cfg, seed=cfg.run.seed + i)))
+    workers = rollout_group(cfg, model_path)
     ray.get([w.pid.remote() for w in workers])  # surface start-up errors here, not mid-step
     return workers
+
+
+def rollout_group(cfg: TrainConfig, model_path: str) -> list:
+    from rl.rollout.worker import RolloutWorker
+
+    return create_group("rollout", cfg.rollout, cfg, RolloutWorker, restartable=True, args_of=lambda i: (
+        (model_path, cfg.rollout.backend), rollout_worker_kwargs(cfg, seed=cfg.run.seed + i)))
 
 
 def create_reward_workers(cfg: TrainConfig, tasks: list[Task]) -> list:
     import ray
 
+    workers = reward_group(cfg, tasks)
+    ray.get([w.stats.remote() for w in workers])
+    return workers
+
+
+def reward_group(cfg: TrainConfig, tasks: list[Task]) -> list:
     from rewards.worker import RewardWorker
 
     rw = cfg.reward
     kwargs = {"timeout_s": rw.timeout_s, "num_procs": rw.procs_per_worker, "model_timeout_s": rw.model_timeout_s}
     specs = {t.name: t.rewards for t in tasks}
-    workers = create_group("reward", rw, cfg, RewardWorker, lambda i: ((specs,), kwargs), restartable=True)
-    ray.get([w.stats.remote() for w in workers])
-    return workers
+    return create_group("reward", rw, cfg, RewardWorker, lambda i: ((specs,), kwargs), restartable=True)
 
 
 # ------------------------------------------------------------------------- judge and reward-model actors

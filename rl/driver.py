@@ -1,4 +1,4 @@
-"""The driver: `train(cfg)` creates every actor group in order, then runs the GRPO step loop.
+"""The driver: `train(cfg)` creates every actor group, then runs the GRPO step loop.
 
     rl train configs/tiny.yaml --steps 20
 
@@ -26,8 +26,7 @@ import torch
 from envs.tasks import Task, load_task
 from rewards.worker import stats_in_pool
 from rl import checkpoint, fault, grpo
-from rl.actors import (create_judges, create_learners, create_reward_workers, create_rollout_workers, init_ray,
-                       plan_judges, save_checkpoint)
+from rl.actors import create_judges, create_training_actors, init_ray, plan_judges, save_checkpoint
 from rl.checkpoint import prepare_run_dir
 from rl.config import TrainConfig
 from rl.config_io import to_dict
@@ -64,15 +63,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     mix = TaskMix(tasks, cfg.run.seed)
     started = time.monotonic()
 
-    # 2. The cluster and the actor groups, in order: learner, rollout, judges (if used), reward.
+    # 2. The cluster and the actor groups: learner, rollout and reward starting together, then judges (if used).
     started_ray = init_ray(cfg, list(judge_models))
     try:
-        learners = create_learners(cfg, model_path)
-        rollout_workers = create_rollout_workers(cfg, model_path)
+        learners, rollout_workers, reward_workers = create_training_actors(cfg, model_path, tasks)
         # Named actors that the rewards find by name; held here, since Ray frees an actor without handles.
         judges = create_judges(cfg, judge_models) if judge_models else []  # noqa: F841
         restarts = fault.Restarts(cfg.cluster.max_actor_restarts)  # dead rollout/reward actors: retried
-        workers = RoundWorkers(rollout_workers, create_reward_workers(cfg, tasks), restarts)
+        workers = RoundWorkers(rollout_workers, reward_workers, restarts)
         sync = connect_sync(cfg, learners, rollout_workers, restarts)  # rollout.sync_method: collective or object store
         weights = PublishedWeights(0)  # the workers start with the model's own weights
         if resume_from is not None:
