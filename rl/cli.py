@@ -11,6 +11,7 @@
     rl build-fusion-data CONFIG --out FILE.jsonl [--prompts N] [--threshold T]   (rl/thinking/fusion_data.py)
     rl build-fusion-data --arithmetic N --out FILE.jsonl
     rl eval-thinking CONFIG --out DIR [--model DIR] [--budgets 0,16,32]  (rl/thinking/evals.py)
+    rl filter CONFIG --out FILE.jsonl [--k 8] [--band 0.1 0.9] [--model DIR] [--task NAME]  (rl/query_filter.py)
 """
 from __future__ import annotations
 
@@ -203,6 +204,22 @@ def cmd_build_fusion_data(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_filter(args: argparse.Namespace, extra: list[str]) -> int:
+    import yaml
+
+    from rl.config import load_config
+    from rl.query_filter import filter_queries
+
+    stats = filter_queries(load_config(args.config, split_overrides(extra)), Path(args.out), task=args.task, k=args.k,
+                           band=(args.band[0], args.band[1]), max_queries=args.max_queries, model=args.model)
+    print(f"{stats['task']}: kept {stats['kept']} of {stats['queries']} queries (pass rate in "
+          f"[{stats['band'][0]}, {stats['band'][1]}] over k={stats['k']}); too easy {stats['too_easy']}, "
+          f"too hard {stats['too_hard']}; pass counts {stats['pass_histogram']}")
+    print(f"wrote {args.out} and {args.out}.stats.json; train on it with this data.tasks entry:")
+    print(yaml.safe_dump([stats["task_entry"]], sort_keys=False, width=120).rstrip())
+    return 0
+
+
 def cmd_eval_thinking(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
@@ -298,7 +315,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer-tokens", type=int, default=32, help="tokens left for the answer after the stop text")
     p.add_argument("--success", type=float, default=1.0, help="a reward >= this counts as correct")
     p.set_defaults(func=cmd_eval_thinking)
+
+    add_filter_parser(sub)
     return parser
+
+
+def add_filter_parser(sub: Any) -> None:
+    p = sub.add_parser("filter", help="keep the queries the model solves sometimes but not always (k samples each)")
+    p.add_argument("config", help="a GRPO config: its model, task, rewards and rollout settings")
+    p.add_argument("--out", required=True, help="JSONL task file of the kept rows (with their pass rates)")
+    p.add_argument("--k", type=int, default=8, help="samples per query (default 8)")
+    p.add_argument("--band", type=float, nargs=2, default=[0.1, 0.9], metavar=("LOW", "HIGH"),
+                   help="keep a query whose pass rate is within [LOW, HIGH] (default 0.1 0.9)")
+    p.add_argument("--model", help="model or checkpoint folder to sample with (default: the config's model.path)")
+    p.add_argument("--task", help="the task to filter when the config has several")
+    p.add_argument("--max-queries", type=int, help="filter only the first N train rows (default: all)")
+    p.set_defaults(func=cmd_filter)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                        "rl.learner_logprobs")),
     ("actors", ("rl.rollout", "rl.learner")),
     ("orchestration", ("rl.actors", "rl.round", "rl.pipeline", "rl.evaluate", "rl.report")),
-    ("stages and the driver", ("rl.thinking.sft", "rl.thinking.fusion_data", "rl.thinking.evals", "rl.driver")),
+    ("stages and the driver", ("rl.thinking.sft", "rl.thinking.fusion_data", "rl.thinking.evals", "rl.query_filter",
+                               "rl.driver")),
     ("entry points", ("rl.cli", "launch")),
 ]
 """(layer name, module prefixes); a module belongs to the layer of its longest matching prefix."""
