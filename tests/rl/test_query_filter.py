@@ -22,7 +22,7 @@ def _cfg(tmp_path, *extra: str, tasks: str | None = None):
 
 
 def test_arguments_that_cannot_work_are_named(tmp_path):
-    two = f"[{{name: arithmetic, size: 8, eval_size: 2}}, {{name: countdown, size: 8, eval_size: 2}}]"
+    two = "[{name: arithmetic, size: 8, eval_size: 2}, {name: countdown, size: 8, eval_size: 2}]"
     with pytest.raises(ConfigError, match=r"2 tasks \['arithmetic', 'countdown'\]: choose one with --task NAME"):
         plan_filter(_cfg(tmp_path, tasks=two), None, 8, (0.1, 0.9), None)
     assert plan_filter(_cfg(tmp_path, tasks=two), "countdown", 8, (0.1, 0.9), 3).queries == 3
