@@ -45,6 +45,8 @@ def init_ray(cfg: BaseConfig, judge_roles: list[str] | None = None) -> bool:
     if isinstance(cfg, TrainConfig):
         groups |= {"rollout": cfg.rollout, "reward": cfg.reward}
         groups |= {role: judge_section(cfg, role) for role in judge_roles or []}
+        if cfg.distill.teacher:
+            groups["teacher"] = cfg.distill
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=console_level())
         check_cluster_fits(groups, ray.cluster_resources(), address)
@@ -167,6 +169,48 @@ def create_training_actors(cfg: TrainConfig, model_path: str, tasks: list[Task])
     ray.get(setup_learners(learners) + [w.pid.remote() for w in rollout_workers]
             + [w.stats.remote() for w in reward_workers])
     return learners, rollout_workers, reward_workers
+
+
+def teacher_model_path(cfg: TrainConfig, student_path: str) -> str | None:
+    """distill.teacher as a local folder (or hub id), checked before any actor starts: it exists and has
+    the student's vocabulary. None without distillation."""
+    if not cfg.distill.teacher:
+        return None
+    from transformers import AutoConfig
+
+    try:
+        teacher_path = resolve_model_path(checkpoint_model(cfg.distill.teacher))
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"distill.teacher {cfg.distill.teacher}: {exc}. Give the teacher's model or checkpoint "
+                          "folder (e.g. the run folder's checkpoints/step_N of a stronger run)") from None
+    vocab, teacher_vocab = (AutoConfig.from_pretrained(p).vocab_size for p in (student_path, teacher_path))
+    if teacher_vocab != vocab:
+        raise ConfigError(f"distill.teacher {cfg.distill.teacher} has a vocabulary of {teacher_vocab} tokens and the "
+                          f"student {vocab}: the teacher scores the student's token ids, so it needs the same "
+                          "tokenizer (a model of the same family)")
+    return teacher_path
+
+
+def create_teachers(cfg: TrainConfig, teacher_path: str | None) -> list:
+    """The distillation teachers (rl/teacher.py; distill.num_workers replicas, each scoring its share of
+    a batch); [] without distillation."""
+    if teacher_path is None:
+        return []
+    import ray
+
+    from rl.teacher import Teacher
+
+    teachers = create_group("teacher", cfg.distill, cfg, Teacher, lambda i: ((teacher_path,), {
+        "dtype": cfg.model.dtype, "threads": cfg.distill.threads, "micro_batch_size": cfg.distill.micro_batch_size,
+        "chunk_tokens": cfg.learner.logits_chunk_tokens}))
+    ray.get([t.ready.remote() for t in teachers])
+    return teachers
+
+
+def checkpoint_model(path: str) -> str:
+    """A checkpoint folder (RUN/checkpoints/step_N) stands for its HF model folder."""
+    folder = Path(path).expanduser()
+    return str(folder / "model") if (folder / "model" / "config.json").is_file() else path
 
 
 def rollout_worker_kwargs(cfg: TrainConfig, seed: int, max_model_len: int | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@
     rl build-fusion-data CONFIG --out FILE.jsonl [--prompts N] [--threshold T]   (rl/thinking/fusion_data.py)
     rl build-fusion-data --arithmetic N --out FILE.jsonl
     rl eval-thinking CONFIG --out DIR [--model DIR] [--budgets 0,16,32]  (rl/thinking/evals.py)
+    rl distill CONFIG [--teacher DIR] [rl train's options]   (on-policy distillation, rl/teacher.py)
     rl filter CONFIG --out FILE.jsonl [--k 8] [--band 0.1 0.9] [--model DIR] [--task NAME]  (rl/query_filter.py)
 """
 from __future__ import annotations
@@ -58,6 +59,21 @@ def run_overrides(args: argparse.Namespace, extra: list[str]) -> list[str]:
     if args.output_dir is not None:
         overrides.append(f"run.output_dir={args.output_dir}")
     return overrides
+
+
+def cmd_distill(args: argparse.Namespace, extra: list[str]) -> int:
+    """`rl train` with a teacher: on-policy distillation (rl/teacher.py), optionally mixed with the reward."""
+    from rl.config import ConfigError, load_config
+
+    overrides = run_overrides(args, extra) + ([f"distill.teacher={args.teacher}"] if args.teacher else [])
+    cfg = load_config(args.config, overrides)
+    if not cfg.distill.teacher:
+        raise ConfigError(f"rl distill {args.config}: no teacher; pass --teacher MODEL_OR_CHECKPOINT or set "
+                          "distill.teacher in the config")
+    from rl.driver import train
+
+    train(cfg, resume=resume_wanted(args.resume, cfg.output_dir))
+    return 0
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -251,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the run folder's last checkpoint; `--resume auto`: only if the folder "
                         "holds a run, else start fresh (the default of `rl submit`)")
     p.set_defaults(func=cmd_train)
+    add_distill_parser(sub)
 
     from launch.submit import add_jobs_args, add_submit_args
 
@@ -304,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of --arithmetic")
     p.set_defaults(func=cmd_build_fusion_data)
 
+    add_eval_thinking_parser(sub)
+
+    add_filter_parser(sub)
+    return parser
+
+
+def add_eval_thinking_parser(sub: Any) -> None:
     p = sub.add_parser("eval-thinking", help="ThinkFollow score and accuracy vs thinking budget (plotted)")
     p.add_argument("config")
     p.add_argument("--out", required=True, help="folder for results.json and budget_accuracy.png")
@@ -316,8 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--success", type=float, default=1.0, help="a reward >= this counts as correct")
     p.set_defaults(func=cmd_eval_thinking)
 
-    add_filter_parser(sub)
-    return parser
+
+def add_distill_parser(sub: Any) -> None:
+    p = sub.add_parser("distill", help="on-policy distillation: rl train with a teacher scoring every sampled token")
+    p.add_argument("config")
+    add_run_arguments(p)
+    p.add_argument("--teacher", help="distill.teacher: the teacher model or checkpoint (same tokenizer as the student)")
+    p.add_argument("--verbose", action="store_true", help="as for rl train")
+    p.add_argument("--resume", nargs="?", const="always", choices=["always", "auto"], metavar="auto",
+                   help="as for rl train")
+    p.set_defaults(func=cmd_distill)
 
 
 def add_filter_parser(sub: Any) -> None:

@@ -279,6 +279,24 @@ class CheckpointConfig:
 
 
 @dataclass
+class DistillConfig(ActorGroupConfig):
+    """On-policy distillation (`rl distill`, rl/teacher.py): a teacher actor scores the student's samples."""
+
+    teacher: str | None = None
+    """The teacher: an HF model folder, `packaged:<name>` or a checkpoint folder; it must share the
+    student's tokenizer. None: no distillation (plain GRPO)."""
+    kl_coef: float = 1.0
+    """Each sampled token's advantage gets -kl_coef * (log p_student - log p_teacher): the per-token
+    reverse KL to the teacher on the student's own samples, minimised by the policy gradient."""
+    reward_weight: float = 0.0
+    """Weight of the GRPO group advantage added to the KL term (0: distillation alone; 1: GRPO's reward
+    plus the teacher's guidance)."""
+    micro_batch_size: int = 8
+    """Rows per teacher forward pass (each projected onto the vocabulary learner.logits_chunk_tokens
+    positions at a time)."""
+
+
+@dataclass
 class ThinkingConfig:
     switch: Literal["soft", "hard"] = "soft"
     """How a prompt asks for its mode (Qwen3 report, section 4.3). soft: the dialog's last /think or
@@ -320,6 +338,7 @@ class TrainConfig(BaseConfig):
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     data: DataConfig = field(default_factory=DataConfig)
     thinking: ThinkingConfig = field(default_factory=ThinkingConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         validate_common(self)

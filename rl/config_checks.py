@@ -88,6 +88,21 @@ def validate_tensor_parallel(r: RolloutConfig) -> None:
                           "runs one process); set rollout.tensor_parallel_size=1 or rollout.backend=vllm")
 
 
+def validate_distill(cfg: TrainConfig) -> None:
+    d = cfg.distill
+    if d.teacher is None:
+        return
+    if d.kl_coef < 0 or d.reward_weight < 0 or d.micro_batch_size < 1 or (d.kl_coef == 0 and d.reward_weight == 0):
+        raise ConfigError(f"distill.kl_coef={d.kl_coef} and distill.reward_weight={d.reward_weight} must be >= 0, "
+                          f"not both 0, and distill.micro_batch_size={d.micro_batch_size} >= 1")
+    if cfg.samples_per_step % d.num_workers:
+        raise ConfigError(f"{cfg.samples_per_step} samples per step do not split into distill.num_workers="
+                          f"{d.num_workers} equal shares; change distill.num_workers or rollout.prompts_per_step")
+    if cfg.grpo.importance_level == "sequence":
+        raise ConfigError("distill.teacher gives every token its own advantage, which a sequence-level ratio "
+                          "(grpo.importance_level=sequence, GSPO) cannot weigh; use grpo.importance_level=token")
+
+
 def validate(cfg: TrainConfig) -> None:
     """Cross-field checks; each error says what is wrong and what to set."""
     r, lrn = cfg.rollout, cfg.learner
@@ -125,6 +140,7 @@ def validate(cfg: TrainConfig) -> None:
                           "set grpo.tis_cap (e.g. 2.0) so the loss corrects for it with truncated importance "
                           "sampling, or set rollout.off_policy_steps=0")
     validate_grpo(cfg.grpo)
+    validate_distill(cfg)
     validate_data(cfg.data)
     if cfg.run.eval_every < 0 or cfg.run.eval_samples < 1 or cfg.run.eval_prompts < 1:
         raise ConfigError("run.eval_every must be >= 0, run.eval_samples and run.eval_prompts >= 1")

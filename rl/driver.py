@@ -26,7 +26,8 @@ import torch
 from envs.tasks import Task, load_task
 from rewards.worker import stats_in_pool
 from rl import checkpoint, fault, grpo
-from rl.actors import create_judges, create_training_actors, init_ray, plan_judges, save_checkpoint
+from rl.actors import (create_judges, create_teachers, create_training_actors, init_ray, plan_judges,
+                       save_checkpoint, teacher_model_path)
 from rl.checkpoint import prepare_run_dir
 from rl.config import TrainConfig
 from rl.config_io import to_dict
@@ -58,6 +59,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     judge_models = plan_judges(cfg, tasks)
     resolve_sync_method(cfg)  # a collective sync that cannot run here is a config error now
     check_tensor_parallel(model_path, cfg.rollout.tensor_parallel_size)  # TP must divide the model's heads
+    teacher_path = teacher_model_path(cfg, model_path)  # distill.teacher exists and shares the vocabulary
     start_step, resume_from, run_id = prepare_run_dir(out, cfg, resume)
     log_to_run_folder(out)  # the libraries' INFO lines (and the actors' output) go there, not to the console
     mix = TaskMix(tasks, cfg.run.seed)
@@ -69,6 +71,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         learners, rollout_workers, reward_workers = create_training_actors(cfg, model_path, tasks)
         # Named actors that the rewards find by name; held here, since Ray frees an actor without handles.
         judges = create_judges(cfg, judge_models) if judge_models else []  # noqa: F841
+        teachers = create_teachers(cfg, teacher_path)  # on-policy distillation (rl/teacher.py)
         restarts = fault.Restarts(cfg.cluster.max_actor_restarts)  # dead rollout/reward actors: retried
         workers = RoundWorkers(rollout_workers, reward_workers, restarts)
         sync = connect_sync(cfg, learners, rollout_workers, restarts)  # rollout.sync_method: collective or object store
@@ -89,7 +92,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         try:
             for step in range(start_step, cfg.run.steps):
                 with fault.learner_guard(out, step, learners):  # a dead learner ends the run at its last checkpoint
-                    metrics = grpo_step(step, ahead.take(step), cfg, mix, tokenizer, learners, workers, out)
+                    metrics = grpo_step(step, ahead.take(step), cfg, mix, tokenizer, learners, workers, out,
+                                        teachers)
                     weights = sync.publish(step + 1)
                     ahead.publish(weights)
                 done = step + 1
@@ -119,8 +123,9 @@ def closing_summary(out: Path, wall_s: float) -> str:
 
 
 def grpo_step(step: int, batch: ScoredRollouts, cfg: TrainConfig, mix: TaskMix, tokenizer: Any, learners: list,
-              workers: RoundWorkers, out: Path) -> dict[str, float]:
-    """Advantages, one round of GRPO updates on the learners, rollouts to disk, and the step's metrics."""
+              workers: RoundWorkers, out: Path, teachers: list | None = None) -> dict[str, float]:
+    """Advantages (per token with a distillation teacher), one round of GRPO updates on the learners,
+    rollouts to disk, and the step's metrics."""
     import ray
 
     timer = time.perf_counter()
@@ -129,6 +134,13 @@ def grpo_step(step: int, batch: ScoredRollouts, cfg: TrainConfig, mix: TaskMix, 
     advantages = grpo.group_advantages(rewards, cfg.rollout.group_size, normalize_std=cfg.grpo.normalize_std,
                                        eps=cfg.grpo.eps)
     train_batch = collate(rollouts, advantages, pad_id=tokenizer.pad_token_id or 0)
+    distill_metrics = {}
+    if teachers:  # the teacher's log-prob of every sampled token: per-token reverse-KL advantages
+        shares = train_batch.split(len(teachers))
+        teacher_lp = torch.cat(ray.get([t.logprobs.remote(share) for t, share in zip(teachers, shares)]))
+        train_batch.advantages, distill_metrics = grpo.distill_advantages(
+            advantages, train_batch.behavior_logprobs, teacher_lp, train_batch.loss_mask, cfg.distill.kl_coef,
+            cfg.distill.reward_weight)
     if cfg.logging.log_rollouts:  # before training: a crash in the update keeps this batch on disk
         write_rollouts(out / "rollouts" / f"step_{step + 1:06d}.jsonl", rollouts, scored, completions, advantages)
 
@@ -144,6 +156,7 @@ def grpo_step(step: int, batch: ScoredRollouts, cfg: TrainConfig, mix: TaskMix, 
     metrics.update(stats_in_pool(workers.reward))
     metrics.update(workers.restarts.metrics())
     metrics.update(batch.extra)
+    metrics.update(distill_metrics)
     step_s = time.perf_counter() - timer + batch.t_wait  # waiting for the batch is part of the step
     metrics.update({
         "time/generate": batch.t_generate, "time/reward": batch.t_reward, "time/train": t_train,

@@ -206,6 +206,34 @@ def sequence_log_ratio(log_ratio: torch.Tensor, logprobs: torch.Tensor, mask: to
 
 
 @torch.no_grad()
+def distill_advantages(advantages: torch.Tensor, student_logprobs: torch.Tensor, teacher_logprobs: torch.Tensor,
+                       mask: torch.Tensor, kl_coef: float, reward_weight: float
+                       ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token advantages of on-policy distillation (rl/teacher.py): on every sampled token t,
+    `reward_weight * A - kl_coef * (log p_student(x_t) - log p_teacher(x_t))`.
+
+    The second term is minus the per-token reverse KL estimate on the student's own samples; fed to the
+    policy gradient as an advantage it lowers KL(student || teacher) (its expectation over the student's
+    samples is that KL's gradient, as in on-policy distillation), and added to the group advantage it
+    mixes distillation with the GRPO reward (`reward_weight` 0: distillation alone).
+
+    Args: advantages (B,) group advantages; student/teacher log-probs and mask (B, T) aligned with the
+    batch's input_ids (behavior_logprobs and loss_mask). Returns (B, T) advantages (0 off the mask)
+    and metrics: distill/reverse_kl (token mean), distill/teacher_logprob, distill/student_logprob.
+    """
+    if student_logprobs.shape != teacher_logprobs.shape or student_logprobs.shape != mask.shape:
+        raise ValueError(f"student {tuple(student_logprobs.shape)}, teacher {tuple(teacher_logprobs.shape)} and "
+                         f"mask {tuple(mask.shape)} log-probs must all be (B, T)")
+    mask = mask.float()
+    reverse_kl = (student_logprobs - teacher_logprobs) * mask
+    out = (reward_weight * advantages.float().unsqueeze(1) - kl_coef * reverse_kl) * mask
+    tokens = mask.sum().clamp(min=1)
+    metrics = {"distill/reverse_kl": float(reverse_kl.sum() / tokens),
+               "distill/teacher_logprob": float((teacher_logprobs * mask).sum() / tokens),
+               "distill/student_logprob": float((student_logprobs * mask).sum() / tokens)}
+    return out, metrics
+
+
 def kl_cov_penalty(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
                    mask: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
     """KL-Cov's selection (see `policy_loss`): |logprobs - old_logprobs| (B, T) on the top `ratio` share

@@ -213,8 +213,10 @@ class Learner(CollectiveSender):  # the collective weight sync's sender: rl/weig
         old = at(old_all[idx][:, :mb.input_ids.shape[1] - 1], index).to(dev) if old_all is not None \
             else logprobs.detach()
         sequence = g.importance_level == "sequence"
+        # (B,) group advantages, or (B, T) per token (on-policy distillation) aligned with input_ids
+        adv = mb.advantages if mb.advantages.dim() == 1 else at(mb.advantages[:, 1:], index)
         loss, metrics = grpo.policy_loss(
-            logprobs, old, mb.advantages.to(dev), mask, clip_low=g.seq_clip_low if sequence else g.clip_low,
+            logprobs, old, adv.to(dev), mask, clip_low=g.seq_clip_low if sequence else g.clip_low,
             clip_high=g.seq_clip_high if sequence else g.clip_high, loss_agg=g.loss_agg,
             max_tokens=cfg.rollout.max_new_tokens, importance_level=g.importance_level,
             behavior_logprobs=at(mb.behavior_logprobs[:, 1:], index).to(dev) if g.tis_cap else None,

@@ -159,7 +159,7 @@ class RunLogger:
     @staticmethod
     def warn_if_idle(step: int, metrics: dict[str, float]) -> None:
         """Training that learns nothing should be loud, not a flat curve found a day later."""
-        if metrics.get("rollout/zero_var_groups", 0.0) >= 1.0:
+        if metrics.get("rollout/zero_var_groups", 0.0) >= 1.0 and "distill/reverse_kl" not in metrics:
             log.warning("step %d: EVERY group has zero reward variance, so all advantages are 0 and this step "
                         "learns nothing. Tasks too hard/easy for the model, or a reward that always returns "
                         "the same value? Check reward/<task>/* in metrics.jsonl and the rollouts/ files.", step)

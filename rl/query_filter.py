@@ -45,12 +45,6 @@ class FilterPlan:
     high: float
 
 
-def resolve_model(path: str) -> str:
-    """A checkpoint folder (runs/X/checkpoints/step_N) stands for its HF model folder."""
-    folder = Path(path).expanduser()
-    return str(folder / "model") if (folder / "model" / "config.json").is_file() else path
-
-
 def plan_filter(cfg: TrainConfig, task_name: str | None, k: int, band: tuple[float, float],
                 max_queries: int | None) -> FilterPlan:
     """Check the arguments against the config; names what to change when they do not fit."""
@@ -100,12 +94,12 @@ def filter_queries(cfg: TrainConfig, out: Path, *, task: str | None = None, k: i
     import ray
     from transformers import AutoTokenizer
 
-    from rl.actors import create_reward_workers, create_rollout_workers, init_ray
+    from rl.actors import checkpoint_model, create_reward_workers, create_rollout_workers, init_ray
     from rl.models import resolve_model_path
     from rl.round import RoundWorkers
 
     plan = plan_filter(cfg, task, k, band, max_queries)
-    model_path = resolve_model_path(resolve_model(model) if model else cfg.model.path)
+    model_path = resolve_model_path(checkpoint_model(model) if model else cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or model_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     scored_path = out.with_name(out.name + ".scored.jsonl")

@@ -82,7 +82,7 @@ class TrainBatch:
     loss_mask: torch.Tensor
     """1 on response tokens that are trained (model-sampled), 0 on prompt, padding, env tokens."""
     advantages: torch.Tensor
-    """(B,) per-sequence GRPO advantage."""
+    """(B,) per-sequence GRPO advantage, or (B, T) per token aligned with input_ids (distillation)."""
     behavior_logprobs: torch.Tensor
     """(B, T) engine logprobs aligned with input_ids positions (used for off-policy correction)."""
     prompt_lengths: torch.Tensor

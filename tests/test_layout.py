@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("envs", ("envs",)),
     ("actor support", ("rl.weight_sync", "rl.fault", "rl.data", "rl.metrics", "rl.lora", "rl.learner_state",
                        "rl.learner_logprobs")),
-    ("actors", ("rl.rollout", "rl.learner")),
+    ("actors", ("rl.rollout", "rl.learner", "rl.teacher")),
     ("orchestration", ("rl.actors", "rl.round", "rl.pipeline", "rl.evaluate", "rl.report")),
     ("stages and the driver", ("rl.thinking.sft", "rl.thinking.fusion_data", "rl.thinking.evals", "rl.query_filter",
                                "rl.driver")),

@@ -30,11 +30,17 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_grpo_steps_train_the_model_and_resume_after_sigkill(tiny_model, tmp_path):
-    """4 steps, the run SIGKILLed once step 2's checkpoint is on disk, then `rl train --resume`: what a
-    run leaves (metrics, rollouts, checkpoints, the console) and that no step is lost or doubled."""
+def test_steps_train_the_model_and_resume_after_sigkill_with_a_teacher(tiny_model, tmp_path):
+    """4 steps, the run SIGKILLed once step 2's checkpoint is on disk, then `rl distill --resume`: what a
+    run leaves (metrics, rollouts, checkpoints, the console) and that no step is lost or doubled. The
+    same run distils from a teacher (another random model) mixed with the reward: the teacher actor
+    starts, resumes with the run, and its per-token reverse KL is logged every step."""
+    from rl.models import build_tiny_model
+
+    teacher = build_tiny_model(tmp_path / "teacher", hidden_size=64, seed=1)
     run = tmp_path / "run"
-    args = ["train", "configs/tiny.yaml", *tiny_overrides(tiny_model, run, **{"run.steps": 4})]
+    args = ["distill", "configs/tiny.yaml", "--teacher", str(teacher),
+            *tiny_overrides(tiny_model, run, **{"run.steps": 4, "distill.reward_weight": 1.0})]
     proc = subprocess.Popen(RL + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 400
@@ -60,6 +66,7 @@ def test_grpo_steps_train_the_model_and_resume_after_sigkill(tiny_model, tmp_pat
         assert m["reward/mean"] > 0 and "reward/arithmetic/char_count" in m
         assert m["time/generate"] > 0 and m["time/train"] > 0 and m["perf/gen_tokens_per_s"] > 0
         assert m["actor/grad_norm"] > 0 and m["actor/lr"] == pytest.approx(1e-3)
+        assert m["distill/reverse_kl"] != 0 and m["distill/teacher_logprob"] < 0
     rollouts = (run / "rollouts" / "step_000004.jsonl").read_text().splitlines()
     assert len(rollouts) == 8 and {"completion", "reward", "advantage"} <= set(json.loads(rollouts[0]))
     assert (run / "config.yaml").exists()
