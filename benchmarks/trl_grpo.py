@@ -121,10 +121,17 @@ def step_logger(trainer: Any, path: Path) -> Any:
     return StepLogger()
 
 
+VLLM_COLOCATE = {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.3,
+                 "vllm_max_model_length": 512}
+"""GRPOConfig keywords of TRL's strongest generation path: a vLLM engine in the trainer's process."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="JSON written by benchmarks/vs_trl.py")
     parser.add_argument("--out", required=True, help="folder for metrics.jsonl and the trainer's files")
+    parser.add_argument("--vllm-colocate", action="store_true",
+                        help="generate with TRL's vLLM integration in colocate mode (the strongest TRL variant)")
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
     out = Path(args.out)
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     dtype = "bfloat16" if cuda else "float32"
     config = GRPOConfig(output_dir=str(out / "trainer"), use_cpu=not cuda, bf16=cuda, report_to="none",
                         save_strategy="no", logging_steps=1, log_completions=False, dataloader_num_workers=0,
-                        model_init_kwargs={"dtype": dtype}, **spec["grpo_config"])
+                        model_init_kwargs={"dtype": dtype}, **spec["grpo_config"],
+                        **(VLLM_COLOCATE if args.vllm_colocate else {}))
     tokenizer = AutoTokenizer.from_pretrained(spec["model_path"])
     limit = spec["grpo_config"]["max_completion_length"]
     rewards = [TaskReward(r["name"], r["kwargs"], r["key"], limit) for r in spec["rewards"]]

@@ -14,6 +14,11 @@ learning rate, optimizer settings, clipping, loss aggregation, and number of ste
 Runs alternate (ours, TRL, ours, TRL with --repeats 2), each in its own process, one at a time;
 repeat r uses seed + r on both sides, so means over repeats average the reward over seeds as well.
 Ours is `rl train configs/tiny.yaml` with the overrides below; TRL is benchmarks/trl_grpo.py.
+After the repeats, TRL's strongest generation path is tried once (`--no-trl-vllm` skips it): vLLM in
+colocate mode (benchmarks/trl_grpo.py --vllm-colocate). The JSON's trl_strongest_variant is the faster
+of it and the plain variant among those that ran, with trl_strongest_tokens_per_s and
+ratio_tokens_per_s_strongest; when colocate fails, trl_vllm_colocate_error holds the run's last lines.
+ours_peak_gib / trl_peak_gib / ratio_peak_gib: peak process-tree memory (plain TRL).
 
 Definitions (also written to the JSON):
 - generated tokens/s end to end = generated tokens (completion tokens incl. EOS, all steps) / total
@@ -277,6 +282,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--repeats", type=int, default=2, help="runs per side, alternating ours/TRL (default 2)")
     p.add_argument("--only", choices=("both", "ours", "trl"), default="both", help="run one side only (debugging)")
+    p.add_argument("--trl-vllm", action=argparse.BooleanOptionalAction, default=True,
+                   help="also try TRL with vLLM colocated once (its strongest variant; default on)")
     p.add_argument("--workdir", help="run folders (default: runs/vs_trl-<time>)")
     p.add_argument("--run-timeout-s", type=float, default=1800, help="kill a run after this long")
     return p.parse_args(argv)
@@ -287,16 +294,42 @@ def side_command(side: str, args: argparse.Namespace, overrides: list[str], run_
     if side == "ours":
         return [sys.executable, "-m", "rl.cli", "train", str(Path(args.config).resolve()), "--output-dir",
                 str(run_dir), *overrides]
-    return [sys.executable, str(REPO / "benchmarks" / "trl_grpo.py"), "--spec", str(spec_path), "--out", str(run_dir)]
+    command = [sys.executable, str(REPO / "benchmarks" / "trl_grpo.py"), "--spec", str(spec_path), "--out", str(run_dir)]
+    return command + (["--vllm-colocate"] if side == "trl-vllm" else [])
 
 
-def headline(ours: dict[str, Any], trl: dict[str, Any]) -> dict[str, float]:
-    """The figures the issue asks for, at the top of the JSON."""
-    return {"ours_tokens_per_s": ours["tokens_per_s"], "trl_tokens_per_s": trl["tokens_per_s"],
-            "ratio_tokens_per_s": ours["tokens_per_s"] / trl["tokens_per_s"],
-            "ours_samples_per_s": ours["samples_per_s"], "trl_samples_per_s": trl["samples_per_s"],
-            "ratio_samples_per_s": ours["samples_per_s"] / trl["samples_per_s"],
-            "ours_reward_final": ours["reward_final"], "trl_reward_final": trl["reward_final"]}
+def headline(ours: dict[str, Any], trl: dict[str, Any], vllm: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The figures the issue asks for, at the top of the JSON. `vllm`: TRL's vLLM-colocate attempt, a
+    summarised run or {"error": why it could not run}; the strongest TRL variant is the faster of it
+    and the plain one among those that ran."""
+    out = {"ours_tokens_per_s": ours["tokens_per_s"], "trl_tokens_per_s": trl["tokens_per_s"],
+           "ratio_tokens_per_s": ours["tokens_per_s"] / trl["tokens_per_s"],
+           "ours_samples_per_s": ours["samples_per_s"], "trl_samples_per_s": trl["samples_per_s"],
+           "ratio_samples_per_s": ours["samples_per_s"] / trl["samples_per_s"],
+           "ours_reward_final": ours["reward_final"], "trl_reward_final": trl["reward_final"],
+           "ours_peak_gib": ours["peak_tree_rss_gib"], "trl_peak_gib": trl["peak_tree_rss_gib"],
+           "ratio_peak_gib": ours["peak_tree_rss_gib"] / trl["peak_tree_rss_gib"]}
+    ran = vllm is not None and "error" not in vllm
+    strongest = ("vllm-colocate", vllm) if ran and vllm["tokens_per_s"] > trl["tokens_per_s"] else ("plain", trl)
+    out |= {"trl_strongest_variant": strongest[0], "trl_strongest_tokens_per_s": strongest[1]["tokens_per_s"],
+            "ratio_tokens_per_s_strongest": ours["tokens_per_s"] / strongest[1]["tokens_per_s"],
+            "trl_vllm_colocate_tokens_per_s": vllm["tokens_per_s"] if ran else None,
+            "trl_vllm_colocate_error": None if ran or vllm is None else vllm["error"]}
+    return out
+
+
+def try_trl_vllm(args: argparse.Namespace, overrides: list[str], run_dir: Path, spec_path: Path,
+                 samples_per_step: int, steps: int) -> dict[str, Any]:
+    """One run of TRL with vLLM colocated; its summary, or {"error": the run's last lines} when it fails
+    (on the CPU build of vLLM it did: benchmarks/README.md)."""
+    try:
+        info = run_side("trl-vllm", side_command("trl-vllm", args, overrides, run_dir, spec_path), run_dir,
+                        args.run_timeout_s)
+        return {**summarize(read_metrics(run_dir / "metrics.jsonl", steps), samples_per_step), **info}
+    except (RuntimeError, FileNotFoundError) as exc:
+        print(f"[vs_trl] TRL with vLLM colocate could not run; the plain variant is the strongest that runs "
+              f"here: {str(exc)[-300:]}", flush=True)
+        return {"error": str(exc)[-3000:]}
 
 
 def compared(cfg: TrainConfig, spec: dict[str, Any], overrides: list[str], repeats: int) -> dict[str, Any]:
@@ -364,16 +397,24 @@ def main(argv: list[str] | None = None) -> int:
                   f"reward after {cfg.run.steps} steps {summary['reward_final']:.3f}", flush=True)
 
     agg = {side: mean_of(runs) for side, runs in results.items()}
-    result: dict[str, Any] = headline(agg["ours"], agg["trl"]) if args.only == "both" else {}
+    vllm = try_trl_vllm(args, seeded[0], workdir / "trl-vllm-1", specs[0], cfg.samples_per_step, cfg.run.steps) \
+        if args.only == "both" and args.trl_vllm else None
+    result: dict[str, Any] = headline(agg["ours"], agg["trl"], vllm) if args.only == "both" else {}
     result |= {"command": " ".join(["python", *(sys.argv if argv is None else ["benchmarks/vs_trl.py", *argv])]),
                "machine": {**machine, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
                "compared": compared(cfg, spec, overrides, args.repeats), "definitions": DEFINITIONS,
-               "ours": agg.get("ours"), "trl": agg.get("trl"), "runs": results}
+               "ours": agg.get("ours"), "trl": agg.get("trl"), "trl_vllm_colocate": vllm, "runs": results}
     write_json(args.out, result)  # first: a problem in printing must not lose the runs
     if args.only == "both":
         print(f"\nGRPO, {cfg.run.steps} steps x {cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size} "
               f"samples, <= {cfg.rollout.max_new_tokens} new tokens ({args.repeats} run(s) per side, means)")
         print(table(agg["ours"], agg["trl"]))
+        if vllm is not None:
+            print(f"TRL with vLLM colocate: {vllm['tokens_per_s']:.2f} generated tokens/s" if "error" not in vllm
+                  else "TRL with vLLM colocate: could not run (trl_vllm_colocate_error in the JSON)")
+        print(f"strongest TRL variant that ran: {result['trl_strongest_variant']}, ours/TRL "
+              f"{result['ratio_tokens_per_s_strongest']:.2f}x tokens/s; peak memory ours/TRL "
+              f"{result['ratio_peak_gib']:.2f}x")
     print(f"\nwrote {args.out}")
     return 0
 

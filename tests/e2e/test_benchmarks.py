@@ -192,31 +192,47 @@ def test_bare_engine_call_repeats_the_workers_work():
     assert other != sum(lengths)
 
 
-def test_main_alternates_repeats_with_their_own_seeds_and_writes_the_json(tiny_model, tmp_path, monkeypatch, capsys):
-    """The whole vs_trl flow with the two sides' runs faked: what each repeat runs, the means, the
-    JSON keys the issue asks for, and the printed table (which once failed with 2 repeats)."""
+@pytest.mark.parametrize("vllm_runs", [False, True])
+def test_main_alternates_repeats_with_their_own_seeds_and_writes_the_json(tiny_model, tmp_path, monkeypatch, capsys,
+                                                                          vllm_runs):
+    """The whole vs_trl flow with the sides' runs faked: what each repeat runs, the means, the JSON keys
+    the issue asks for, the printed table (which once failed with 2 repeats), and TRL's vLLM-colocate
+    attempt: the strongest variant when it runs faster, else the plain one with the failure recorded."""
     calls = []
 
     def fake_run_side(name, cmd, run_dir, timeout_s):
+        if name == "trl-vllm":
+            assert "--vllm-colocate" in cmd
+            if not vllm_runs:
+                raise RuntimeError("vs_trl: the trl-vllm run exited with 1; AttributeError: 'Parameter' object "
+                                   "has no attribute 'weight_loader'")
         run_dir.mkdir(parents=True)
         seed = int(next(a for a in cmd if a.startswith("run.seed=")).split("=")[1]) if name == "ours" else \
             json.loads(Path(cmd[cmd.index("--spec") + 1]).read_text())["grpo_config"]["seed"]
         calls.append((name, seed))
         fast = name == "ours"
-        steps = [{"time/step": 2.0 if fast else 6.0, "time/generate": 1.0, "time/reward": 0.1, "time/train": 0.8,
+        steps = [{"time/step": {"ours": 2.0, "trl": 6.0, "trl-vllm": 4.0}[name], "time/generate": 1.0, "time/reward": 0.1, "time/train": 0.8,
                   "time/sync": 0.05 if fast else 0.0, "perf/gen_tokens": 100.0, "reward/mean": 0.1 * seed + s}
                  for s in range(2)]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in steps))
-        return {"wall_s": 10.0, "peak_tree_rss_gib": 1.0, "peak_process_rss_gib": 0.5}
+        return {"wall_s": 10.0, "peak_tree_rss_gib": 1.8 if fast else 1.0, "peak_process_rss_gib": 0.5}
 
     monkeypatch.setattr(vs_trl, "run_side", fake_run_side)
     monkeypatch.setattr(vs_trl, "require_trl", lambda: None)  # CI has no TRL; the runs are faked anyway
     out = tmp_path / "r.json"
     vs_trl.main(["--out", str(out), "--steps", "2", "--prompts", "2", "--group", "2", "--model", str(tiny_model),
                  "--repeats", "2", "--workdir", str(tmp_path / "w")])
-    assert calls == [("ours", 0), ("trl", 0), ("ours", 1), ("trl", 1)]
+    assert calls == [("ours", 0), ("trl", 0), ("ours", 1), ("trl", 1)] + ([("trl-vllm", 0)] if vllm_runs else [])
     result = json.loads(out.read_text())
     assert result["ratio_tokens_per_s"] == pytest.approx(3.0)
+    assert result["ours_peak_gib"] == pytest.approx(1.8) and result["ratio_peak_gib"] == pytest.approx(1.8)
+    if vllm_runs:
+        assert result["trl_strongest_variant"] == "vllm-colocate"
+        assert result["ratio_tokens_per_s_strongest"] == pytest.approx(2.0)  # 4 s vs 2 s steps, same tokens
+    else:
+        assert result["trl_strongest_variant"] == "plain" and result["trl_vllm_colocate_tokens_per_s"] is None
+        assert result["ratio_tokens_per_s_strongest"] == pytest.approx(3.0)
+        assert "weight_loader" in result["trl_vllm_colocate_error"]
     assert result["ours_reward_final"] == pytest.approx(1.05)       # mean over seeds 0 and 1 of 0.1 * seed + 1
     assert result["ours"]["reward_per_step"] == pytest.approx([0.05, 1.05])
     assert result["compared"]["seeds"] == [0, 1]
