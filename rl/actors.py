@@ -179,7 +179,7 @@ def teacher_model_path(cfg: TrainConfig, student_path: str) -> str | None:
     from transformers import AutoConfig
 
     try:
-        teacher_path = resolve_model_path(checkpoint_model(cfg.distill.teacher))
+        teacher_path = resolve_model_path(cfg.distill.teacher)
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(f"distill.teacher {cfg.distill.teacher}: {exc}. Give the teacher's model or checkpoint "
                           "folder (e.g. the run folder's checkpoints/step_N of a stronger run)") from None
@@ -205,12 +205,6 @@ def create_teachers(cfg: TrainConfig, teacher_path: str | None) -> list:
         "chunk_tokens": cfg.learner.logits_chunk_tokens}))
     ray.get([t.ready.remote() for t in teachers])
     return teachers
-
-
-def checkpoint_model(path: str) -> str:
-    """A checkpoint folder (RUN/checkpoints/step_N) stands for its HF model folder."""
-    folder = Path(path).expanduser()
-    return str(folder / "model") if (folder / "model" / "config.json").is_file() else path
 
 
 def rollout_worker_kwargs(cfg: TrainConfig, seed: int, max_model_len: int | None = None) -> dict[str, Any]:

@@ -98,9 +98,12 @@ PACKAGED_MODELS: dict[str, tuple[Callable[[Path], None], str]] = {
 
 
 def resolve_model_path(path: str) -> str:
-    """Return a local HF folder for `path`; `packaged:<name>` is converted into the cache once."""
+    """Return a local HF folder for `path`; `packaged:<name>` is converted into the cache once, and a
+    checkpoint folder (RUN/checkpoints/step_N) stands for the HF model folder it holds."""
     if not path.startswith(PACKAGED_PREFIX):
         local = Path(os.path.expandvars(path)).expanduser()
+        if not (local / "config.json").is_file() and (local / "model" / "config.json").is_file():
+            return str(local / "model")
         if local.exists():
             return str(local)
         if path.count("/") == 1 and not path.startswith((".", "/", "~")):

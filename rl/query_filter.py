@@ -94,12 +94,12 @@ def filter_queries(cfg: TrainConfig, out: Path, *, task: str | None = None, k: i
     import ray
     from transformers import AutoTokenizer
 
-    from rl.actors import checkpoint_model, create_reward_workers, create_rollout_workers, init_ray
+    from rl.actors import create_reward_workers, create_rollout_workers, init_ray
     from rl.models import resolve_model_path
     from rl.round import RoundWorkers
 
     plan = plan_filter(cfg, task, k, band, max_queries)
-    model_path = resolve_model_path(checkpoint_model(model) if model else cfg.model.path)
+    model_path = resolve_model_path(model or cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or model_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     scored_path = out.with_name(out.name + ".scored.jsonl")

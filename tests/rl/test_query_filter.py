@@ -91,3 +91,16 @@ def test_rl_filter_samples_k_per_query_and_resumes_from_its_scored_log(tiny_mode
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["pass_rate"] for r in rows] == [passes[i] / 4 for i in kept]
     assert f"kept {len(kept)} of 6 queries" in proc.stdout and f"source: {out}" in proc.stdout
+
+
+def test_a_checkpoint_folder_stands_for_its_model_folder(tiny_model, tmp_path):
+    """Every model path (model.path, --model, distill.teacher) takes RUN/checkpoints/step_N as well."""
+    from rl.models import resolve_model_path
+
+    step = tmp_path / "checkpoints" / "step_000004"
+    (step / "model").mkdir(parents=True)
+    (step / "model" / "config.json").write_text("{}")
+    assert resolve_model_path(str(step)) == str(step / "model")
+    assert resolve_model_path(str(tiny_model)) == str(tiny_model)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_model_path(str(tmp_path / "checkpoints" / "step_000009"))
