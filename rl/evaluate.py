@@ -53,20 +53,26 @@ def eval_mode(task: Task, row: Row, index: int, seed: int) -> bool:
     return random.Random(f"{seed}-eval-{task.name}-{index}").random() < task.config.thinking_ratio
 
 
+def row_requests(task: Task, row: Row, index: int, cfg: TrainConfig, tokenizer: Any, k: int, uid: str
+                 ) -> tuple[list[RolloutRequest], list[Row], list[str]]:
+    """k requests for the row at `index`, in the mode fixed for it (`eval_mode`) and with a thinking budget
+    drawn for it, both reproducible: the same every time the row is sampled (evaluation, `rl filter`)."""
+    thinking = eval_mode(task, row, index, cfg.run.seed)
+    spec = task.config.thinking_budget
+    budget_rng = random.Random(f"{cfg.run.seed}-eval-budget-{task.name}-{index}")
+    budget = sample_budget(spec, budget_rng) if spec is not None and thinking else None
+    return group_requests(task, row, thinking, uid=uid, size=k, max_new_tokens=cfg.rollout.max_new_tokens,
+                          seed=cfg.run.seed * 1_000_003 + index, budget=budget, tokenizer=tokenizer,
+                          switch=cfg.thinking.switch)
+
+
 def eval_requests(step: int, tasks: list[Task], cfg: TrainConfig, tokenizer: Any
                   ) -> tuple[list[RolloutRequest], list[Row], list[str], list[tuple[Task, int]]]:
     """k requests per eval prompt, and which (task, prompt index) each group of k belongs to."""
-    k = cfg.run.eval_samples
     requests, rows, prefixes, groups = [], [], [], []
     for task in tasks:
         for i, row in enumerate(task.eval[: cfg.run.eval_prompts]):
-            thinking = eval_mode(task, row, i, cfg.run.seed)
-            spec = task.config.thinking_budget
-            budget_rng = random.Random(f"{cfg.run.seed}-eval-budget-{task.name}-{i}")
-            budget = sample_budget(spec, budget_rng) if spec is not None and thinking else None
-            group = group_requests(task, row, thinking, uid=f"eval-{step}-{task.name}-{i}", size=k,
-                                   max_new_tokens=cfg.rollout.max_new_tokens, seed=cfg.run.seed * 1_000_003 + i,
-                                   budget=budget, tokenizer=tokenizer, switch=cfg.thinking.switch)
+            group = row_requests(task, row, i, cfg, tokenizer, cfg.run.eval_samples, uid=f"eval-{step}-{task.name}-{i}")
             for part, out in zip(group, (requests, rows, prefixes)):
                 out.extend(part)
             groups.append((task, i))

@@ -4,8 +4,8 @@ solves sometimes but not always, judged by sampling k responses to each.
     rl filter configs/tiny.yaml --out runs/arith_filtered.jsonl --k 8 --band 0.1 0.9 [--model DIR]
 
 The config's task (or `--task NAME` of several) is rolled out exactly as `rl train` rolls it out: the
-same RolloutWorkers and prompt rendering (thinking.switch, each row's mode as the periodic evaluation
-fixes it), the rollout temperature, and the same RewardWorkers with the task's rewards. A sample
+same RolloutWorkers and prompt rendering (thinking.switch; each row's mode and thinking budget fixed as
+the periodic evaluation fixes them, rl/evaluate.py `row_requests`), the rollout temperature, and the same RewardWorkers with the task's rewards. A sample
 passes when the task's primary (first) reward reaches its success_threshold, the rule behind
 `reward/<task>/accuracy` and eval pass@k. A query is kept when its pass rate over its k samples lies
 in the band [low, high]: a query solved always (too easy) or never (too hard) gives GRPO a group whose
@@ -110,9 +110,11 @@ def filter_queries(cfg: TrainConfig, out: Path, *, task: str | None = None, k: i
         started_ray = init_ray(cfg)
         try:
             workers = RoundWorkers(create_rollout_workers(cfg, model_path), create_reward_workers(cfg, [plan.task]))
-            with open(scored_path, "a") as log_file:
-                if scored_path.stat().st_size and not scored_path.read_bytes().endswith(b"\n"):
-                    log_file.write("\n")  # a line cut by a kill stays alone, not glued to the next record
+            with open(scored_path, "a+b") as log_file:
+                if log_file.tell():  # append mode starts at the end: look at the last byte only
+                    log_file.seek(-1, 2)
+                    if log_file.read(1) != b"\n":
+                        log_file.write(b"\n")  # a line cut by a kill stays alone, not glued to the next record
                 score_queries(cfg, plan, todo, tokenizer, workers, log_file, done)
         finally:
             if started_ray:
@@ -124,8 +126,7 @@ def score_queries(cfg: TrainConfig, plan: FilterPlan, todo: list[int], tokenizer
                   log_file: Any, done: dict[int, tuple[int, int]]) -> None:
     """Roll out and score `todo` queries, rollout.prompts_per_step at a time; each batch's pass counts
     are appended to the scored log (and `done`) as soon as they are known."""
-    from rl.data import group_requests
-    from rl.evaluate import eval_mode, solved
+    from rl.evaluate import row_requests, solved
     from rl.round import run_round
 
     per_batch = cfg.rollout.prompts_per_step
@@ -133,18 +134,14 @@ def score_queries(cfg: TrainConfig, plan: FilterPlan, todo: list[int], tokenizer
         batch = todo[start:start + per_batch]
         requests, rows, prefixes = [], [], []
         for i in batch:
-            row = plan.task.train[i]
-            group = group_requests(plan.task, row, eval_mode(plan.task, row, i, cfg.run.seed), uid=f"filter-{i}",
-                                   size=plan.k, max_new_tokens=cfg.rollout.max_new_tokens,
-                                   seed=cfg.run.seed * 1_000_003 + i, budget=None, tokenizer=tokenizer,
-                                   switch=cfg.thinking.switch)
+            group = row_requests(plan.task, plan.task.train[i], i, cfg, tokenizer, plan.k, uid=f"filter-{i}")
             for part, acc in zip(group, (requests, rows, prefixes)):
                 acc.extend(part)
         result = run_round(requests, rows, prefixes, workers)
         for j, i in enumerate(batch):
             passes = sum(solved(r, plan.task) for r in result.scored[j * plan.k:(j + 1) * plan.k])
             done[i] = (passes, plan.k)
-            log_file.write(json.dumps({"index": i, "passes": passes, "samples": plan.k}) + "\n")
+            log_file.write((json.dumps({"index": i, "passes": passes, "samples": plan.k}) + "\n").encode())
         log_file.flush()
         log.info("filter: %d of %d queries scored", len(done), plan.queries)
 
