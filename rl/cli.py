@@ -61,25 +61,16 @@ def run_overrides(args: argparse.Namespace, extra: list[str]) -> list[str]:
     return overrides
 
 
-def cmd_distill(args: argparse.Namespace, extra: list[str]) -> int:
-    """`rl train` with a teacher: on-policy distillation (rl/teacher.py), optionally mixed with the reward."""
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    """`rl train`, and `rl distill`: the same run with a teacher (on-policy distillation, rl/teacher.py)."""
     from rl.config import ConfigError, load_config
 
-    overrides = run_overrides(args, extra) + ([f"distill.teacher={args.teacher}"] if args.teacher else [])
-    cfg = load_config(args.config, overrides)
-    if not cfg.distill.teacher:
+    distill = args.command == "distill"
+    teacher = [f"distill.teacher={args.teacher}"] if distill and args.teacher else []
+    cfg = load_config(args.config, run_overrides(args, extra) + teacher)
+    if distill and not cfg.distill.teacher:
         raise ConfigError(f"rl distill {args.config}: no teacher; pass --teacher MODEL_OR_CHECKPOINT or set "
                           "distill.teacher in the config")
-    from rl.driver import train
-
-    train(cfg, resume=resume_wanted(args.resume, cfg.output_dir))
-    return 0
-
-
-def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    from rl.config import load_config
-
-    cfg = load_config(args.config, run_overrides(args, extra))
     from rl.driver import train
 
     train(cfg, resume=resume_wanted(args.resume, cfg.output_dir))  # prints the closing summary
@@ -258,16 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rl", description="Qwen3-style RL post-training on Ray + DeepSpeed + vLLM")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="run GRPO (extra --section.field VALUE pairs override the config)")
-    p.add_argument("config")
-    add_run_arguments(p)
-    p.add_argument("--verbose", action="store_true",
-                   help="print the libraries' INFO lines and known-harmless warnings too (else in RUN/console.log)")
-    p.add_argument("--resume", nargs="?", const="always", choices=["always", "auto"], metavar="auto",
-                   help="continue from the run folder's last checkpoint; `--resume auto`: only if the folder "
-                        "holds a run, else start fresh (the default of `rl submit`)")
-    p.set_defaults(func=cmd_train)
-    add_distill_parser(sub)
+    add_train_arguments(sub.add_parser("train", help="run GRPO (extra --section.field VALUE pairs override the config)"))
+    p = sub.add_parser("distill", help="on-policy distillation: rl train with a teacher scoring every sampled token")
+    add_train_arguments(p)
+    p.add_argument("--teacher", help="distill.teacher: the teacher model or checkpoint (same tokenizer as the student)")
 
     from launch.submit import add_jobs_args, add_submit_args
 
@@ -341,15 +326,16 @@ def add_eval_thinking_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_eval_thinking)
 
 
-def add_distill_parser(sub: Any) -> None:
-    p = sub.add_parser("distill", help="on-policy distillation: rl train with a teacher scoring every sampled token")
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """What `rl train` and `rl distill` take."""
     p.add_argument("config")
     add_run_arguments(p)
-    p.add_argument("--teacher", help="distill.teacher: the teacher model or checkpoint (same tokenizer as the student)")
-    p.add_argument("--verbose", action="store_true", help="as for rl train")
+    p.add_argument("--verbose", action="store_true",
+                   help="print the libraries' INFO lines and known-harmless warnings too (else in RUN/console.log)")
     p.add_argument("--resume", nargs="?", const="always", choices=["always", "auto"], metavar="auto",
-                   help="as for rl train")
-    p.set_defaults(func=cmd_distill)
+                   help="continue from the run folder's last checkpoint; `--resume auto`: only if the folder "
+                        "holds a run, else start fresh (the default of `rl submit`)")
+    p.set_defaults(func=cmd_train)
 
 
 def add_filter_parser(sub: Any) -> None:

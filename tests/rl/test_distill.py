@@ -72,7 +72,11 @@ def test_distill_advantages_are_minus_the_reverse_kl_plus_the_weighted_reward():
         grpo.distill_advantages(adv, student, teacher[:, :3], mask, 1.0, 0.0)
 
 
-def test_distill_config_errors_name_the_fields():
+def test_distill_config_errors_name_the_fields(capsys):
+    from rl.cli import main
+
+    assert main(["distill", "configs/tiny.yaml"]) == 2
+    assert "no teacher; pass --teacher" in capsys.readouterr().err
     load_config("configs/tiny.yaml", ["distill.teacher=/some/model"])
     with pytest.raises(ConfigError, match="grpo.importance_level=token"):
         load_config("configs/tiny.yaml", ["distill.teacher=/some/model", "grpo.importance_level=sequence"])
