@@ -18,21 +18,30 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+SHARED_MODELS = {"tiny_model": "RL_TEST_TINY_MODEL", "tiny_moe_model": "RL_TEST_TINY_MOE_MODEL"}
+"""Session models an `isolated` child takes from its parent (environment variable: the folder) instead
+of building them again."""
+
+
+def _tiny(tmp_path_factory, name: str, arch: str) -> Path:
+    from rl.models import build_tiny_model
+
+    if built := os.environ.get(SHARED_MODELS[name]):
+        return Path(built)
+    return build_tiny_model(tmp_path_factory.mktemp("models") / name, arch=arch, hidden_size=64)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A random Qwen3 (hidden 64, 2 layers) with the real Qwen3 tokenizer, saved in fp32."""
-    from rl.models import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "qwen3-tiny", arch="qwen3", hidden_size=64)
+    return _tiny(tmp_path_factory, "tiny_model", "qwen3")
 
 
 @pytest.fixture(scope="session")
 def tiny_moe_model(tmp_path_factory) -> Path:
     """A random Qwen3-MoE (hidden 64, 2 layers, 4 experts, top-2) with the real Qwen3 tokenizer, saved in
     fp32 (transformers holds the experts fused in memory and writes them per expert on disk)."""
-    from rl.models import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "qwen3-moe-tiny", arch="qwen3_moe", hidden_size=64)
+    return _tiny(tmp_path_factory, "tiny_moe_model", "qwen3_moe")
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +84,13 @@ def pytest_pyfunc_call(pyfuncitem):
     if pyfuncitem.get_closest_marker("isolated") is None or os.environ.get(ISOLATED_CHILD):
         return None
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", pyfuncitem.nodeid],
-                          cwd=root, env={**os.environ, ISOLATED_CHILD: "1"}, capture_output=True, text=True)
+    shared = {var: str(pyfuncitem.funcargs[name]) for name, var in SHARED_MODELS.items() if name in pyfuncitem.funcargs}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-x", pyfuncitem.nodeid],
+                          cwd=root, env={**os.environ, **shared, ISOLATED_CHILD: "1"}, capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"isolated run of {pyfuncitem.nodeid} failed (exit {proc.returncode}):\n"
                     f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}", pytrace=False)
+    if " passed" not in proc.stdout:  # the child skipped it: say so, rather than report a pass
+        reason = next((line for line in proc.stdout.splitlines() if line.startswith("SKIPPED")), proc.stdout[-300:])
+        pytest.skip(f"isolated run: {reason}")
     return True
