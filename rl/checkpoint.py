@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rl.config_io import ConfigError, save_config
 
 if TYPE_CHECKING:
-    from rl.config import TrainConfig
+    from rl.config import BaseConfig
 
 log = logging.getLogger("rl")
 
@@ -62,8 +62,9 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     return found[-1], json.loads((found[-1] / STATE_FILE).read_text())
 
 
-def prepare_run_dir(out: Path, cfg: TrainConfig, resume: bool) -> tuple[int, Path | None, str | None]:
-    """Create the run folder; on resume find the checkpoint and drop metrics logged after it."""
+def prepare_run_dir(out: Path, cfg: BaseConfig, resume: bool) -> tuple[int, Path | None, str | None]:
+    """Create the run folder; on resume find the checkpoint and drop metrics logged after it (`rl train`
+    and `rl sft`)."""
     if not resume and (out / "metrics.jsonl").exists():
         raise ConfigError(f"run folder {out} already holds a run; pass --resume to continue it, or choose "
                           "another --output-dir")
