@@ -7,12 +7,14 @@
     rl models [prepare NAME]
     rl tasks [--json] | rl tasks show NAME [--json] [--seed N] [--model DIR] (envs/catalogue.py)
     rl report RUN_DIR [--out DIR]                                        (rl/report.py)
-    rl sft CONFIG [--output-dir DIR] [--section.field VALUE ...]          (fusion SFT, rl/thinking/sft.py)
+    rl sft CONFIG [--output-dir DIR] [--resume] [--section.field VALUE ...]   (fusion SFT, rl/thinking/sft.py)
     rl build-fusion-data CONFIG --out FILE.jsonl [--prompts N] [--threshold T]   (rl/thinking/fusion_data.py)
     rl build-fusion-data --arithmetic N --out FILE.jsonl
     rl eval-thinking CONFIG --out DIR [--model DIR] [--budgets 0,16,32]  (rl/thinking/evals.py)
     rl distill CONFIG [--teacher DIR] [rl train's options]   (on-policy distillation, rl/teacher.py)
     rl filter CONFIG --out FILE.jsonl [--k 8] [--band 0.1 0.9] [--model DIR] [--task NAME]  (rl/query_filter.py)
+    rl build-agent-data CONFIG --out FILE.jsonl [--episodes 64]   (agent cold-start SFT data, rl/agent_data.py)
+    rl recipe RECIPE [--output-dir DIR] [--smoke] [--section.field VALUE ...]  (every Qwen3 stage, rl/recipe.py)
 """
 from __future__ import annotations
 
@@ -184,7 +186,7 @@ def cmd_sft(args: argparse.Namespace, extra: list[str]) -> int:
     overrides = split_overrides(extra)
     if args.output_dir is not None:
         overrides.append(f"run.output_dir={args.output_dir}")
-    out = sft(load_config(args.config, overrides, kind=SFTConfig))
+    out = sft(load_config(args.config, overrides, kind=SFTConfig), resume=args.resume)
     print(f"sft finished: {out}")
     return 0
 
@@ -224,6 +226,29 @@ def cmd_filter(args: argparse.Namespace, extra: list[str]) -> int:
           f"too hard {stats['too_hard']}; pass counts {stats['pass_histogram']}")
     print(f"wrote {args.out} and {args.out}.stats.json; train on it with this data.tasks entry:")
     print(yaml.safe_dump([stats["task_entry"]], sort_keys=False, width=120).rstrip())
+    return 0
+
+
+def cmd_build_agent_data(args: argparse.Namespace, extra: list[str]) -> int:
+    from rl.agent_data import build_agent_data
+    from rl.config import load_config
+
+    counts = build_agent_data(load_config(args.config, split_overrides(extra)), Path(args.out), args.episodes)
+    for task, c in counts.items():
+        print(f"{task}: kept {c['kept']} of {c['played']} scripted episodes")
+    print(f"wrote {args.out}; train on it with `rl sft` (sft.data: {args.out})")
+    return 0
+
+
+def cmd_recipe(args: argparse.Namespace, extra: list[str]) -> int:
+    from rl.recipe import Recipe
+    from rl.recipe_config import load_recipe
+
+    overrides = split_overrides(extra) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
+    cfg = load_recipe(args.config, overrides)
+    state = Recipe(cfg, smoke=args.smoke).run()
+    print((cfg.out / "recipe.md").read_text())
+    print(f"wrote {cfg.out}/recipe.json, recipe.md, recipe.png ({len(state['rows'])} rows)")
     return 0
 
 
@@ -293,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sft", help="fusion SFT: cross-entropy on chat JSONL through the DeepSpeed learner")
     p.add_argument("config")
     p.add_argument("--output-dir")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("build-fusion-data", help="SFT chats by rejection sampling (or procedural arithmetic)")
@@ -309,6 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_thinking_parser(sub)
 
     add_filter_parser(sub)
+
+    p = sub.add_parser("build-agent-data", help="agent cold-start SFT data: scripted episodes of the agent envs")
+    p.add_argument("config", help="a GRPO config whose data.tasks hold agent tasks (e.g. configs/agent_tiny.yaml)")
+    p.add_argument("--out", required=True, help="JSONL file to write")
+    p.add_argument("--episodes", type=int, default=64, help="train rows played per agent task (default 64)")
+    p.set_defaults(func=cmd_build_agent_data)
+
+    p = sub.add_parser("recipe", help="the Qwen3 recipe: cold start, reasoning RL, fusion, general RL, distillation")
+    p.add_argument("config", help="a recipe YAML (configs/recipe_tiny.yaml)")
+    p.add_argument("--output-dir", help="output_dir: the recipe folder (a killed recipe resumes there)")
+    p.add_argument("--smoke", action="store_true", help="every stage one or two steps, the evaluation on a few prompts")
+    p.set_defaults(func=cmd_recipe)
     return parser
 
 

@@ -18,7 +18,7 @@ PACKAGES = ("rl", "rewards", "envs", "launch")
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("leaf", ("rl", "rl.types", "rl.grpo", "rl.config", "rl.config_checks", "rl.config_io", "rl.task_config", "rl.algo_config",
               "rl.plugins", "rl.models", "rl.vllm_setup", "rl.checkpoint", "rl.console", "rl.thinking", "rl.thinking.tags", "rl.thinking.chat",
-              "rl.thinking.budget", "rewards.spec", "rewards.base")),
+              "rl.thinking.budget", "rl.recipe_config", "rewards.spec", "rewards.base")),
     ("rewards", ("rewards",)),
     ("envs", ("envs",)),
     ("actor support", ("rl.weight_sync", "rl.fault", "rl.data", "rl.metrics", "rl.lora", "rl.learner_state",
@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("actors", ("rl.rollout", "rl.learner", "rl.teacher")),
     ("orchestration", ("rl.actors", "rl.round", "rl.pipeline", "rl.evaluate", "rl.report")),
     ("stages and the driver", ("rl.thinking.sft", "rl.thinking.fusion_data", "rl.thinking.evals", "rl.query_filter",
-                               "rl.driver")),
+                               "rl.agent_data", "rl.recipe", "rl.recipe_eval", "rl.recipe_stages",
+                               "rl.recipe_table", "rl.driver")),
     ("entry points", ("rl.cli", "launch")),
 ]
 """(layer name, module prefixes); a module belongs to the layer of its longest matching prefix."""

@@ -1,0 +1,134 @@
+"""The recipe's stages (rl/recipe.py): each `stage(recipe, model) -> (final model, figures for recipe.json)`.
+
+Each step of a stage is skipped when its output is already there (a data file is written whole or not
+at all; a run folder resumes from its last checkpoint), so a killed recipe restarts the unfinished
+stage where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("rl")
+
+
+def concat_jsonl(parts: list[Path], out: Path) -> int:
+    """`parts` joined into `out` (written whole); returns the row count."""
+    lines = [ln for p in parts for ln in p.read_text().splitlines() if ln.strip()]
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in lines))
+    tmp.replace(out)
+    return len(lines)
+
+
+def arithmetic_rows(n: int, seed: int, out: Path) -> Path:
+    from rl.thinking.fusion_data import arithmetic_fusion_rows, write_rows
+
+    if not out.is_file():
+        write_rows(arithmetic_fusion_rows(n, seed) if n else [], out)
+    return out
+
+
+def cold_start(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
+    """Scripted agent episodes + worked arithmetic chats -> SFT."""
+    from rl.agent_data import build_agent_data
+
+    sec, d = recipe.cfg.cold_start, recipe.stage_dir("cold_start")
+    d.mkdir(parents=True, exist_ok=True)
+    agent = d / "agent_demos.jsonl"
+    if not agent.is_file():
+        build_agent_data(recipe.sampling_config(sec.agent_config, model), agent, sec.agent_episodes)
+    rows = concat_jsonl([agent, arithmetic_rows(sec.arithmetic_rows, recipe.cfg.seed, d / "arithmetic.jsonl")],
+                        d / "data.jsonl")
+    model = recipe.run_sft(recipe.sft_config(sec.config, sec.overrides, model, d / "run", d / "data.jsonl"))
+    return model, {"data_rows": rows}
+
+
+def reasoning_rl(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
+    """rl filter on the config's first task, then GRPO on the kept rows."""
+    from rl.query_filter import filter_queries
+
+    sec, d = recipe.cfg.reasoning_rl, recipe.stage_dir("reasoning_rl")
+    sampling = recipe.sampling_config(sec.config, model)
+    task = sampling.data.tasks[0].name
+    stats = filter_queries(sampling, d / "filtered.jsonl", task=task, k=sec.filter_k,
+                           band=(sec.filter_band[0], sec.filter_band[1]), max_queries=sec.filter_queries, model=model)
+    entry = {**stats["task_entry"], "eval_size": 0}
+    prompts = sampling.rollout.prompts_per_step
+    figures = {"filter": {k: stats[k] for k in ("queries", "kept", "too_easy", "too_hard", "pass_histogram")}}
+    extra = [f"data.tasks={json.dumps([entry])}"]
+    if stats["kept"] < prompts:  # too few rows in the band to fill one step: train on the unfiltered task
+        log.warning("recipe: the filter kept %d queries, fewer than a step's %d prompts; reasoning RL trains on "
+                    "the unfiltered task", stats["kept"], prompts)
+        figures["filter"]["fallback"] = "unfiltered"
+        extra = []
+    model = recipe.run_train(recipe.train_config(sec.config, sec.overrides, model, d / "run", extra))
+    return model, figures
+
+
+def fusion(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
+    """Mixed-mode chats by rejection sampling from the model (+ procedural ones) -> SFT."""
+    sec, d = recipe.cfg.fusion, recipe.stage_dir("fusion")
+    sampled = sample_chats(recipe, sec.data_config, model, sec.prompts, sec.threshold, d / "sampled.jsonl")
+    rows = concat_jsonl([sampled, arithmetic_rows(sec.arithmetic_rows, recipe.cfg.seed + 1, d / "arithmetic.jsonl")],
+                        d / "data.jsonl")
+    model = recipe.run_sft(recipe.sft_config(sec.config, sec.overrides, model, d / "run", d / "data.jsonl"))
+    return model, {"data_rows": rows, "sampled_rows": count_rows(sampled)}
+
+
+def general_rl(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
+    sec, d = recipe.cfg.general_rl, recipe.stage_dir("general_rl")
+    return recipe.run_train(recipe.train_config(sec.config, sec.overrides, model, d / "run")), {}
+
+
+def distill(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
+    """From the weak student: off-policy (SFT on the teacher's sampled answers), then on-policy."""
+    sec, d = recipe.cfg.distill, recipe.stage_dir("distill")
+    rows = recipe.state["rows"]
+    teacher = rows[sec.teacher]["model"] if sec.teacher in rows else sec.teacher
+    if sec.teacher in ("base", *recipe.cfg.stages) and sec.teacher not in rows:
+        raise RuntimeError(f"distill.teacher {sec.teacher!r} is a stage that has not run")
+    student = sec.student or recipe.cfg.model
+    figures: dict[str, Any] = {"teacher": teacher, "student": student}
+    if sec.prompts:
+        data = sample_chats(recipe, sec.data_config, teacher, sec.prompts, 1.0, d / "teacher_chats.jsonl",
+                            no_think_threshold=1.0)  # the teacher's correct answers only, in both modes
+        figures["off_policy_rows"] = count_rows(data)
+        sft_cfg = recipe.sft_config(sec.sft_config, sec.sft_overrides, student, d / "off_policy", data)
+        if figures["off_policy_rows"] >= sft_cfg.sft.batch_size:
+            student = recipe.run_sft(sft_cfg)
+        else:  # the teacher answered too few prompts well: on-policy distillation alone
+            log.warning("recipe: %d teacher chats kept, fewer than one SFT batch; off-policy distillation skipped",
+                        figures["off_policy_rows"])
+    cfg = recipe.train_config(sec.config, sec.overrides, student, d / "on_policy", [f"distill.teacher={teacher}"])
+    model = recipe.run_train(cfg)
+    figures["reverse_kl"] = first_last(cfg.output_dir / "metrics.jsonl", "distill/reverse_kl")
+    return model, figures
+
+
+def sample_chats(recipe: Any, config: str, model: str, prompts: int, threshold: float, out: Path,
+                 no_think_threshold: float | None = None) -> Path:
+    """`rl build-fusion-data` with `model` (rejection sampling in both modes), unless `out` exists."""
+    from rl.thinking.fusion_data import build_fusion_data
+
+    if not out.is_file():
+        build_fusion_data(recipe.sampling_config(config, model), out, prompts=prompts, threshold=threshold,
+                          no_think_threshold=no_think_threshold)
+    return out
+
+
+def count_rows(path: Path) -> int:
+    return sum(1 for ln in path.read_text().splitlines() if ln.strip())
+
+
+def first_last(metrics_file: Path, key: str) -> dict[str, float]:
+    """A metric's value at the first and the last step that logged it."""
+    values = [r[key] for r in map(json.loads, metrics_file.read_text().splitlines()) if key in r]
+    return {"first": values[0], "last": values[-1]} if values else {}
+
+
+STAGE_RUNNERS: dict[str, Callable[[Any, str], tuple[str, dict[str, Any]]]] = {
+    "cold_start": cold_start, "reasoning_rl": reasoning_rl, "fusion": fusion, "general_rl": general_rl,
+    "distill": distill}
