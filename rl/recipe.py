@@ -18,7 +18,7 @@ reverse KL, and its seconds), recipe.md (the table of `table` metrics, each with
 half-width) and recipe.png. recipe.json is rewritten after each stage (whose checkpoints then drop their
 optimizer states; their models stay), so a killed recipe restarts at the
 unfinished stage: its finished steps are skipped (data files are written whole or not at all) and its runs
-resume from their own last checkpoints.
+resume from their own last checkpoints (a run whose last checkpoint is its final step is not started again).
 
 `--smoke` runs every stage for one or two steps on a handful of rows and evaluates on a few prompts
 (`SMOKE`): it checks the whole pipeline, not the numbers.
@@ -89,20 +89,23 @@ class Recipe:
 
     # --------------------------------------------------------------------------------------------- runs
     def run_sft(self, cfg: SFTConfig) -> str:
-        from rl.thinking.sft import sft
+        from rl.thinking.sft import planned_steps, sft
 
-        return final_model(sft(cfg, resume=(cfg.output_dir / "metrics.jsonl").exists()))
+        if not finished(cfg.output_dir, planned_steps(cfg)):
+            sft(cfg, resume=(cfg.output_dir / "metrics.jsonl").exists())
+        return final_model(cfg.output_dir)
 
     def run_train(self, cfg: TrainConfig) -> str:
         from rl.driver import train
 
-        train(cfg, resume=(cfg.output_dir / "metrics.jsonl").exists())
+        if not finished(cfg.output_dir, cfg.run.steps):
+            train(cfg, resume=(cfg.output_dir / "metrics.jsonl").exists())
         return final_model(cfg.output_dir)
 
     def evaluate(self, model: str, out: Path) -> dict[str, float]:
         from rl.recipe_eval import evaluate_suite
 
-        cfg = load_config(self.cfg.eval.config, [f"run.seed={self.cfg.seed}"])
+        cfg = load_config(self.cfg.eval.config, as_overrides(self.cfg.eval.overrides) + [f"run.seed={self.cfg.seed}"])
         return evaluate_suite(cfg, self.cfg.eval, model, out)
 
     def save(self) -> None:
@@ -142,6 +145,14 @@ class Recipe:
 
         write_table(self.state, self.cfg.table, self.out)
         return self.state
+
+
+def finished(run_dir: Path, steps: int) -> bool:
+    """The run folder's last checkpoint is its final step: nothing left to run (no actors started)."""
+    from rl.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    return latest is not None and latest[1]["step"] >= steps
 
 
 def drop_optimizer_states(stage_dir: Path) -> None:

@@ -23,6 +23,8 @@ class EvalSuite:
 
     config: str = "configs/recipe_eval_tiny.yaml"
     """A GRPO config: its tasks' eval splits are evaluated with its rollout settings and thinking switch."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """`section.field: value` overrides of `config`."""
     prompts: int = 16
     """Eval prompts per task (from each task's eval split)."""
     samples: int = 4

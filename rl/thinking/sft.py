@@ -171,6 +171,12 @@ def batch_order(n: int, batch_size: int, epochs: int, seed: int) -> list[list[in
     return steps
 
 
+def planned_steps(cfg: SFTConfig) -> int:
+    """How many optimizer steps `sft(cfg)` runs over its data."""
+    steps = len(batch_order(len(read_chats(cfg.sft.data)), cfg.sft.batch_size, cfg.sft.epochs, cfg.run.seed))
+    return min(steps, cfg.sft.max_steps) if cfg.sft.max_steps else steps
+
+
 # ------------------------------------------------------------------------------------------- the loop
 def sft(cfg: SFTConfig, resume: bool = False) -> Path:
     """Run fusion SFT as configured; returns the run folder. `resume`: continue from the folder's last
@@ -190,8 +196,7 @@ def sft(cfg: SFTConfig, resume: bool = False) -> Path:
     rows = encode_all(tokenizer, read_chats(cfg.sft.data), cfg.sft.max_seq_len, cfg.sft.data)
     if len(rows) < cfg.sft.batch_size:
         raise ConfigError(f"{cfg.sft.data} has {len(rows)} rows, fewer than sft.batch_size={cfg.sft.batch_size}")
-    steps = batch_order(len(rows), cfg.sft.batch_size, cfg.sft.epochs, cfg.run.seed)
-    steps = steps[:cfg.sft.max_steps] if cfg.sft.max_steps else steps
+    steps = batch_order(len(rows), cfg.sft.batch_size, cfg.sft.epochs, cfg.run.seed)[:planned_steps(cfg)]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     start, resume_from, run_id = prepare_run_dir(out, cfg, resume)  # writes config.yaml (reloads with `rl sft`)
     log.info("sft: %d rows, %d steps of %d rows, %d trained tokens per epoch", len(rows), len(steps),
