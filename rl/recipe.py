@@ -89,18 +89,14 @@ class Recipe:
 
     # --------------------------------------------------------------------------------------------- runs
     def run_sft(self, cfg: SFTConfig) -> str:
-        from rl.thinking.sft import planned_steps, sft
+        from rl.recipe_stages import sft_to_end
 
-        if not finished(cfg.output_dir, planned_steps(cfg)):
-            sft(cfg, resume=(cfg.output_dir / "metrics.jsonl").exists())
-        return final_model(cfg.output_dir)
+        return sft_to_end(cfg)
 
     def run_train(self, cfg: TrainConfig) -> str:
-        from rl.driver import train
+        from rl.recipe_stages import train_to_end
 
-        if not finished(cfg.output_dir, cfg.run.steps):
-            train(cfg, resume=(cfg.output_dir / "metrics.jsonl").exists())
-        return final_model(cfg.output_dir)
+        return train_to_end(cfg)
 
     def evaluate(self, model: str, out: Path) -> dict[str, float]:
         from rl.recipe_eval import evaluate_suite
@@ -147,14 +143,6 @@ class Recipe:
         return self.state
 
 
-def finished(run_dir: Path, steps: int) -> bool:
-    """The run folder's last checkpoint is its final step: nothing left to run (no actors started)."""
-    from rl.checkpoint import latest_checkpoint
-
-    latest = latest_checkpoint(run_dir)
-    return latest is not None and latest[1]["step"] >= steps
-
-
 def drop_optimizer_states(stage_dir: Path) -> None:
     """A finished stage keeps its checkpoints' models, not their DeepSpeed optimizer states (1.6 GB for a
     135M model): the next stage starts a fresh optimizer, and the stage will not be resumed."""
@@ -162,13 +150,3 @@ def drop_optimizer_states(stage_dir: Path) -> None:
 
     for state in stage_dir.glob("**/checkpoints/step_*/deepspeed"):
         shutil.rmtree(state)
-
-
-def final_model(run_dir: Path) -> str:
-    """The model folder of a run's last checkpoint."""
-    from rl.checkpoint import latest_checkpoint
-
-    latest = latest_checkpoint(run_dir)
-    if latest is None:
-        raise RuntimeError(f"{run_dir} has no checkpoint after the run; see {run_dir}/console.log")
-    return str(latest[0] / "model")

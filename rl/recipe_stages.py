@@ -14,6 +14,42 @@ from typing import Any, Callable
 log = logging.getLogger("rl")
 
 
+def sft_to_end(cfg: Any) -> str:
+    """`rl sft` to its last step (resumed when its folder holds a run); the final model."""
+    from rl.thinking.sft import planned_steps, sft
+
+    if not finished(cfg.output_dir, planned_steps(cfg)):
+        sft(cfg, resume=(cfg.output_dir / "metrics.jsonl").exists())
+    return final_model(cfg.output_dir)
+
+
+def train_to_end(cfg: Any) -> str:
+    """`rl train` to its last step (resumed when its folder holds a run); the final model."""
+    from rl.driver import train
+
+    if not finished(cfg.output_dir, cfg.run.steps):
+        train(cfg, resume=(cfg.output_dir / "metrics.jsonl").exists())
+    return final_model(cfg.output_dir)
+
+
+def finished(run_dir: Path, steps: int) -> bool:
+    """The run folder's last checkpoint is its final step: nothing left to run (no actors started)."""
+    from rl.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    return latest is not None and latest[1]["step"] >= steps
+
+
+def final_model(run_dir: Path) -> str:
+    """The model folder of a run's last checkpoint."""
+    from rl.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise RuntimeError(f"{run_dir} has no checkpoint after the run; see {run_dir}/console.log")
+    return str(latest[0] / "model")
+
+
 def concat_jsonl(parts: list[Path], out: Path) -> int:
     """`parts` joined into `out` (written whole); returns the row count."""
     lines = [ln for p in parts for ln in p.read_text().splitlines() if ln.strip()]
@@ -93,29 +129,42 @@ def distill(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
     student = sec.student or recipe.cfg.model
     figures: dict[str, Any] = {"teacher": teacher, "student": student}
     if sec.prompts:
-        data = sample_chats(recipe, sec.data_config, teacher, sec.prompts, 1.0, d / "teacher_chats.jsonl",
-                            no_think_threshold=1.0)  # the teacher's correct answers only, in both modes
-        figures["off_policy_rows"] = count_rows(data)
-        sft_cfg = recipe.sft_config(sec.sft_config, sec.sft_overrides, student, d / "off_policy", data)
-        if figures["off_policy_rows"] >= sft_cfg.sft.batch_size:
-            student = recipe.run_sft(sft_cfg)
-        else:  # the teacher answered too few prompts well: on-policy distillation alone
-            log.warning("recipe: %d teacher chats kept, fewer than one SFT batch; off-policy distillation skipped",
-                        figures["off_policy_rows"])
+        sft_cfg = recipe.sft_config(sec.sft_config, sec.sft_overrides, student, d / "off_policy",
+                                    d / "teacher_chats.jsonl")
+        distilled, figures["off_policy_rows"] = off_policy_distill(recipe.sampling_config(sec.data_config, teacher),
+                                                                   sft_cfg, sec.prompts)
+        student = distilled or student
     cfg = recipe.train_config(sec.config, sec.overrides, student, d / "on_policy", [f"distill.teacher={teacher}"])
     model = recipe.run_train(cfg)
     figures["reverse_kl"] = first_last(cfg.output_dir / "metrics.jsonl", "distill/reverse_kl")
     return model, figures
 
 
-def sample_chats(recipe: Any, config: str, model: str, prompts: int, threshold: float, out: Path,
-                 no_think_threshold: float | None = None) -> Path:
+def off_policy_distill(teacher_cfg: Any, sft_cfg: Any, prompts: int) -> tuple[str | None, int]:
+    """Off-policy distillation: the teacher (`teacher_cfg`'s model) answers `prompts` prompts of its config's
+    tasks in both modes, its correct answers (reward 1.0) are kept (`rl build-fusion-data`), and the student
+    (`sft_cfg`'s model) is trained on them by SFT into `sft_cfg`'s run folder. The data goes to
+    `sft_cfg.sft.data` (kept when it exists). Returns (the student's final model, or None when fewer answers
+    than one SFT batch were kept; the rows kept)."""
+    data = Path(sft_cfg.sft.data)
+    if not data.is_file():
+        from rl.thinking.fusion_data import build_fusion_data
+
+        build_fusion_data(teacher_cfg, data, prompts=prompts, threshold=1.0, no_think_threshold=1.0)
+    kept = count_rows(data)
+    if kept < sft_cfg.sft.batch_size:
+        log.warning("off-policy distillation: the teacher answered %d prompts correctly, fewer than one SFT batch "
+                    "(%d); skipped", kept, sft_cfg.sft.batch_size)
+        return None, kept
+    return sft_to_end(sft_cfg), kept
+
+
+def sample_chats(recipe: Any, config: str, model: str, prompts: int, threshold: float, out: Path) -> Path:
     """`rl build-fusion-data` with `model` (rejection sampling in both modes), unless `out` exists."""
     from rl.thinking.fusion_data import build_fusion_data
 
     if not out.is_file():
-        build_fusion_data(recipe.sampling_config(config, model), out, prompts=prompts, threshold=threshold,
-                          no_think_threshold=no_think_threshold)
+        build_fusion_data(recipe.sampling_config(config, model), out, prompts=prompts, threshold=threshold)
     return out
 
 

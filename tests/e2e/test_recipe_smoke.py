@@ -1,6 +1,6 @@
 """`rl recipe --smoke` end to end on the tiny random model: the cold-start stage (scripted agent episodes +
 procedural chats -> rl sft), then distillation with the cold-start model as the teacher (teacher sampling,
-off-policy SFT when it answers well enough, on-policy rl distill), the evaluation suite on the base model
+off-policy SFT on its kept answers, on-policy rl distill from there), the evaluation suite on the base model
 and after each stage, the table, and a restart that finds the work done. The other stages are `rl filter`,
 `rl build-fusion-data` and `rl train` runs with the same plumbing (tests/rl/test_recipe.py checks their
 order and chaining); the whole smoke recipe on the packaged model is the README's command."""
@@ -22,6 +22,19 @@ SMALL_RL = {"rollout.kv_cache_gb": 0.25, "rollout.max_new_tokens": 16, "rollout.
             "rollout.group_size": 2, "learner.micro_batch_size": 4, "logging.progress_bar": False}
 
 
+def teacher_data_config(tmp_path: Path) -> Path:
+    """distill_tiny.yaml (hard switch: the empty think block pre-filled) scored by a reward that passes every
+    answer, so the random teacher's samples are kept and off-policy SFT runs."""
+    (tmp_path / "always.py").write_text("def always(completion, **row):\n    return 1.0\n")
+    cfg = yaml.safe_load((ROOT / "configs" / "distill_tiny.yaml").read_text())
+    cfg["rollout"].update({"kv_cache_gb": 0.25, "max_new_tokens": 8})
+    cfg["data"]["tasks"] = [{"name": "arithmetic", "size": 32, "eval_size": 4,
+                             "rewards": [{"name": f"{tmp_path / 'always.py'}:always"}]}]
+    path = tmp_path / "teacher_data.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def recipe_file(tmp_path: Path, model: Path) -> Path:
     recipe = {
         "name": "smoke", "model": str(model), "stages": ["cold_start", "distill"],
@@ -31,7 +44,8 @@ def recipe_file(tmp_path: Path, model: Path) -> Path:
         "cold_start": {"overrides": {"sft.max_seq_len": 1024, "logging.progress_bar": False},
                        "agent_config": str(ROOT / "configs" / "agent_tiny.yaml")},
         "distill": {"teacher": "cold_start", "overrides": {**SMALL_RL, "data.tasks.0.size": 32},
-                    "sft_overrides": {"logging.progress_bar": False}},
+                    "data_config": str(teacher_data_config(tmp_path)),
+                    "sft_overrides": {"logging.progress_bar": False, "sft.batch_size": 4}},
         "table": ["arithmetic/accuracy", "tool/success", "think_follow/no_think"],
     }
     path = tmp_path / "recipe.yaml"
@@ -62,6 +76,10 @@ def test_smoke_recipe_runs_its_stages_evaluates_each_and_resumes(tiny_model, tmp
     assert {d["task"] for d in demos} == {"agent_game", "agent_python"} and cold["data_rows"] == len(demos) + 16
     assert cold["model"].startswith(str(out / "cold_start" / "run" / "checkpoints"))
     assert distill["teacher"] == cold["model"] and distill["student"] == str(tiny_model)
+    assert distill["off_policy_rows"] >= 4  # the teacher's answers, then SFT of the student, then on-policy:
+    on_policy = yaml.safe_load((out / "distill" / "on_policy" / "config.yaml").read_text())
+    assert on_policy["model"]["path"].startswith(str(out / "distill" / "off_policy" / "checkpoints"))
+    assert on_policy["distill"]["teacher"] == cold["model"]
     assert distill["model"].startswith(str(out / "distill" / "on_policy" / "checkpoints"))
     assert distill["reverse_kl"]["first"] > 0.0
     assert not list(out.glob("**/checkpoints/*/deepspeed"))  # finished stages keep models, not optimizer states

@@ -77,6 +77,8 @@ def test_distill_config_errors_name_the_fields(capsys):
 
     assert main(["distill", "configs/tiny.yaml"]) == 2
     assert "no teacher; pass --teacher" in capsys.readouterr().err
+    assert main(["distill", "configs/distill_tiny.yaml", "--off-policy"]) == 2
+    assert "give --sft-config FILE" in capsys.readouterr().err
     load_config("configs/tiny.yaml", ["distill.teacher=/some/model"])
     with pytest.raises(ConfigError, match="grpo.importance_level=token"):
         load_config("configs/tiny.yaml", ["distill.teacher=/some/model", "grpo.importance_level=sequence"])
