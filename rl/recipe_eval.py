@@ -17,7 +17,8 @@ thinking switch. On one set of rollout and reward workers (the actors `rl train`
 - accuracy vs thinking budget on the first task's eval questions: `budget/<b>` for each budget and
   `budget/none`, and `no_think/accuracy`.
 Noise: each accuracy gets `<metric>/ci95`, the half-width of a 95% bootstrap interval over prompts
-(1000 resamples of the prompt set, seeded), which is how the recipe's table judges a change.
+(1000 resamples of the prompt set, seeded), and each ThinkFollow share the half-width of its 95% Wilson
+interval over its turns; that is how the recipe's table judges a change.
 Written to `out`: eval.json (the metrics) and samples.jsonl (every evaluated completion and its reward).
 """
 from __future__ import annotations
@@ -39,6 +40,15 @@ def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 1000) -> f
     rng = random.Random(seed)
     means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
     return (means[int(0.975 * resamples) - 1] - means[int(0.025 * resamples)]) / 2
+
+
+def wilson_ci(share: float, n: int) -> float:
+    """Half-width of the 95% Wilson interval of a share over n independent turns (sound at 0 and 1, where the
+    normal approximation says +-0)."""
+    if n < 1 or math.isnan(share):
+        return float("nan")
+    z = 1.96
+    return z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
 
 
 def with_ci(name: str, per_prompt: list[float]) -> dict[str, float]:
@@ -95,9 +105,12 @@ def thinking_metrics(cfg: TrainConfig, task: Any, suite: EvalSuite, generator: A
     rows = task.eval[:suite.prompts]
     follow = think_follow(generator, make_dialogs([_question(r) for r in rows], suite.dialogs, suite.turns,
                                                   random.Random(cfg.run.seed)), cfg.rollout.max_new_tokens)
+    think_turns = follow.turns - follow.no_think_turns
     metrics = {"think_follow/score": follow.score, "think_follow/no_think": follow.asked_no_think,
                "think_follow/think": follow.asked_think,
-               "think_follow/score/ci95": 1.96 * math.sqrt(follow.score * (1 - follow.score) / max(follow.turns, 1))}
+               "think_follow/score/ci95": wilson_ci(follow.score, follow.turns),
+               "think_follow/no_think/ci95": wilson_ci(follow.asked_no_think, follow.no_think_turns),
+               "think_follow/think/ci95": wilson_ci(follow.asked_think, think_turns)}
     score = success_scorer(task.rewards[0], task.success_threshold)
     stop = len(generator.tokenizer.encode(STOP_THINKING, add_special_tokens=False))
     chats = {mode: [with_flag(task.messages(r, mode), mode) for r in rows] for mode in (True, False)}

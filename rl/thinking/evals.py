@@ -48,6 +48,8 @@ class FollowResult:
     """Score over turns where non-thinking was asked."""
     turns: int
     statuses: dict[str, int]
+    no_think_turns: int = 0
+    """Turns where non-thinking was asked (the rest asked for thinking)."""
 
 
 @dataclass
@@ -88,7 +90,8 @@ def think_follow(worker: Any, dialogs: list[list[str]], max_new_tokens: int) -> 
             history[:] = chat + [{"role": "assistant", "content": response}]
     return FollowResult(score=_share([f for _, f, _ in follows]), last_turn=_share([f for _, f, last in follows if last]),
                         asked_think=_share([f for a, f, _ in follows if a]),
-                        asked_no_think=_share([f for a, f, _ in follows if not a]), turns=len(follows), statuses=statuses)
+                        asked_no_think=_share([f for a, f, _ in follows if not a]), turns=len(follows), statuses=statuses,
+                        no_think_turns=sum(not a for a, _, _ in follows))
 
 
 def _share(flags: list[bool]) -> float:

@@ -12,7 +12,7 @@ import pytest
 from rl.config import ConfigError
 from rl.recipe import SMOKE, Recipe
 from rl.recipe_config import STAGES, load_recipe
-from rl.recipe_eval import bootstrap_ci, task_metrics
+from rl.recipe_eval import bootstrap_ci, task_metrics, wilson_ci
 from rl.recipe_table import markdown, write_table
 from tests.helpers import ROOT
 
@@ -111,6 +111,11 @@ def test_bootstrap_interval_shrinks_with_more_prompts():
     few, many = bootstrap_ci([0.0, 1.0] * 4), bootstrap_ci([0.0, 1.0] * 64)
     assert 0.1 < few < 0.5 and many < few / 2
     assert math.isnan(bootstrap_ci([1.0]))
+
+
+def test_wilson_interval_is_not_zero_at_the_ends_and_shrinks_with_turns():
+    assert 0.1 < wilson_ci(1.0, 11) < 0.2 and 0.1 < wilson_ci(0.0, 11) < 0.2
+    assert wilson_ci(0.5, 400) < wilson_ci(0.5, 100) / 1.9 and math.isnan(wilson_ci(0.5, 0))
 
 
 def test_task_metrics_accuracy_and_tool_use(monkeypatch):
