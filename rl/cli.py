@@ -15,7 +15,7 @@
     rl distill CONFIG --off-policy --sft-config SFT.yaml [--prompts 64] [--teacher DIR]   (teacher answers -> SFT)
     rl filter CONFIG --out FILE.jsonl [--k 8] [--band 0.1 0.9] [--model DIR] [--task NAME]  (rl/query_filter.py)
     rl build-agent-data CONFIG --out FILE.jsonl [--episodes 64]   (agent cold-start SFT data, rl/agent_data.py)
-    rl recipe RECIPE [--output-dir DIR] [--smoke] [--section.field VALUE ...]  (every Qwen3 stage, rl/recipe.py)
+    rl recipe RECIPE [--output-dir DIR] [--smoke] [--reevaluate] [--field VALUE ...]  (every Qwen3 stage, rl/recipe.py)
 """
 from __future__ import annotations
 
@@ -270,7 +270,8 @@ def cmd_recipe(args: argparse.Namespace, extra: list[str]) -> int:
 
     overrides = split_overrides(extra) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
     cfg = load_recipe(args.config, overrides)
-    state = Recipe(cfg, smoke=args.smoke).run()
+    recipe = Recipe(cfg, smoke=args.smoke)
+    state = recipe.reevaluate() if args.reevaluate else recipe.run()
     print((cfg.out / "recipe.md").read_text())
     print(f"wrote {cfg.out}/recipe.json, recipe.md, recipe.png ({len(state['rows'])} rows)")
     return 0
@@ -374,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="a recipe YAML (configs/recipe_tiny.yaml)")
     p.add_argument("--output-dir", help="output_dir: the recipe folder (a killed recipe resumes there)")
     p.add_argument("--smoke", action="store_true", help="every stage one or two steps, the evaluation on a few prompts")
+    p.add_argument("--reevaluate", action="store_true", help="run the evaluation suite again on every finished stage")
     p.set_defaults(func=cmd_recipe)
     return parser
 

@@ -20,6 +20,9 @@ optimizer states; their models stay), so a killed recipe restarts at the
 unfinished stage: its finished steps are skipped (data files are written whole or not at all) and its runs
 resume from their own last checkpoints (a run whose last checkpoint is its final step is not started again).
 
+`--reevaluate` runs the evaluation suite again on every finished row's model (after the `eval` section
+changed) and rewrites the table; nothing is trained.
+
 `--smoke` runs every stage for one or two steps on a handful of rows and evaluates on a few prompts
 (`SMOKE`): it checks the whole pipeline, not the numbers.
 """
@@ -139,6 +142,20 @@ class Recipe:
             drop_optimizer_states(self.stage_dir(stage))
         from rl.recipe_table import write_table
 
+        write_table(self.state, self.cfg.table, self.out)
+        return self.state
+
+    def reevaluate(self) -> dict[str, Any]:
+        """The evaluation suite again (as the `eval` section now says) on every row's model; the table anew."""
+        from rl.console import log_to_run_folder
+        from rl.recipe_table import write_table
+
+        log_to_run_folder(self.out)
+        for name, row in self.state["rows"].items():
+            log.info("recipe: evaluating %s again (%s)", name, row["model"])
+            out = self.out / "base" if name == "base" else self.stage_dir(name) / "eval"
+            row["metrics"] = self.evaluate(row["model"], out)
+            self.save()
         write_table(self.state, self.cfg.table, self.out)
         return self.state
 

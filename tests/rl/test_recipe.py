@@ -66,6 +66,19 @@ def test_a_killed_recipe_resumes_at_the_unfinished_stage(tmp_path, monkeypatch):
     assert calls[0][1].endswith("+cold_start+reasoning_rl")
 
 
+def test_reevaluate_evaluates_every_row_again_and_trains_nothing(tmp_path, monkeypatch):
+    recipe, calls = fake_recipe(tmp_path, monkeypatch)
+    recipe.run()
+    recipe, calls = fake_recipe(tmp_path, monkeypatch)
+    seen = []
+    monkeypatch.setattr(recipe, "evaluate", lambda model, out: seen.append((model, out)) or {"arithmetic/accuracy": 1.0})
+    state = recipe.reevaluate()
+    assert calls == [] and [m for m, _ in seen] == [row["model"] for row in state["rows"].values()]
+    assert seen[0][1] == tmp_path / "base" and seen[1][1] == tmp_path / "cold_start" / "eval"
+    assert all(row["metrics"] == {"arithmetic/accuracy": 1.0} for row in state["rows"].values())
+    assert "| distill | 1.000 |" in (tmp_path / "recipe.md").read_text()
+
+
 def test_a_subset_of_stages_skips_the_others(tmp_path, monkeypatch):
     recipe, calls = fake_recipe(tmp_path, monkeypatch, stages=["cold_start", "general_rl"])
     recipe.run()
