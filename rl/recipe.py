@@ -104,7 +104,8 @@ class Recipe:
     def evaluate(self, model: str, out: Path) -> dict[str, float]:
         from rl.recipe_eval import evaluate_suite
 
-        cfg = load_config(self.cfg.eval.config, as_overrides(self.cfg.eval.overrides) + [f"run.seed={self.cfg.seed}"])
+        seed = [f"run.seed={self.cfg.eval.seed}"]  # rows of their own, not the stages' (EvalSuite.seed)
+        cfg = load_config(self.cfg.eval.config, as_overrides(self.cfg.eval.overrides) + seed)
         return evaluate_suite(cfg, self.cfg.eval, model, out)
 
     def save(self) -> None:

@@ -25,6 +25,9 @@ class EvalSuite:
     """A GRPO config: its tasks' eval splits are evaluated with its rollout settings and thinking switch."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """`section.field: value` overrides of `config`."""
+    seed: int = 1000
+    """Seed of the evaluated rows and samples. Not the stages' seed: a procedural task draws its rows from
+    one stream per seed, so with the training seed its eval rows would be other configs' training rows."""
     prompts: int = 16
     """Eval prompts per task (from each task's eval split)."""
     samples: int = 4
