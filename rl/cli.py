@@ -364,7 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_thinking_parser(sub)
 
     add_filter_parser(sub)
+    add_recipe_parsers(sub)
+    return parser
 
+
+def add_recipe_parsers(sub: Any) -> None:
+    """`rl build-agent-data` and `rl recipe`."""
     p = sub.add_parser("build-agent-data", help="agent cold-start SFT data: scripted episodes of the agent envs")
     p.add_argument("config", help="a GRPO config whose data.tasks hold agent tasks (e.g. configs/agent_tiny.yaml)")
     p.add_argument("--out", required=True, help="JSONL file to write")
@@ -377,7 +382,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="every stage one or two steps, the evaluation on a few prompts")
     p.add_argument("--reevaluate", action="store_true", help="run the evaluation suite again on every finished stage")
     p.set_defaults(func=cmd_recipe)
-    return parser
 
 
 def add_eval_thinking_parser(sub: Any) -> None:
