@@ -101,12 +101,21 @@ class Recipe:
 
         return train_to_end(cfg)
 
-    def evaluate(self, model: str, out: Path) -> dict[str, float]:
+    def evaluate(self, model: str, out: Path) -> dict[str, Any]:
+        """A row's `metrics` and `per_prompt` (rl/recipe_eval.py)."""
         from rl.recipe_eval import evaluate_suite
 
         seed = [f"run.seed={self.cfg.eval.seed}"]  # rows of their own, not the stages' (EvalSuite.seed)
         cfg = load_config(self.cfg.eval.config, as_overrides(self.cfg.eval.overrides) + seed)
-        return evaluate_suite(cfg, self.cfg.eval, model, out)
+        metrics, per_prompt = evaluate_suite(cfg, self.cfg.eval, model, out)
+        return {"metrics": metrics, "per_prompt": per_prompt}
+
+    def start_row(self, stage: str, last: str) -> str | None:
+        """The row a stage's model starts from, which the table compares it with: the last stage run, or for
+        distillation its student (`base` when that is the recipe's model; None for another model)."""
+        if stage != "distill":
+            return last
+        return "base" if self.cfg.distill.student in (None, self.cfg.model) else None
 
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -124,21 +133,23 @@ class Recipe:
         rows = self.state["rows"]
         if "base" not in rows:
             t0 = time.monotonic()
-            rows["base"] = {"model": self.cfg.model, "metrics": self.evaluate(self.cfg.model, self.out / "base"),
+            rows["base"] = {"model": self.cfg.model, **self.evaluate(self.cfg.model, self.out / "base"),
                             "seconds": time.monotonic() - t0}
             self.save()
-        model = self.cfg.model
+        model, last = self.cfg.model, "base"
         for stage in STAGES:
             if stage not in self.cfg.stages:
                 continue
             if stage in rows:
-                model = rows[stage]["model"]
+                model, last = rows[stage]["model"], stage
                 continue
             log.info("recipe: stage %s from %s", stage, model)
             t0 = time.monotonic()
+            start = self.start_row(stage, last)
             model, figures = STAGE_RUNNERS[stage](self, model)
-            rows[stage] = {"model": model, "metrics": self.evaluate(model, self.stage_dir(stage) / "eval"),
+            rows[stage] = {"model": model, "start": start, **self.evaluate(model, self.stage_dir(stage) / "eval"),
                            **figures, "seconds": time.monotonic() - t0}
+            last = stage
             self.save()
             drop_optimizer_states(self.stage_dir(stage))
         from rl.recipe_table import write_table
@@ -155,7 +166,7 @@ class Recipe:
         for name, row in self.state["rows"].items():
             log.info("recipe: evaluating %s again (%s)", name, row["model"])
             out = self.out / "base" if name == "base" else self.stage_dir(name) / "eval"
-            row["metrics"] = self.evaluate(row["model"], out)
+            row.update(self.evaluate(row["model"], out))
             self.save()
         write_table(self.state, self.cfg.table, self.out)
         return self.state

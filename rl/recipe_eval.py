@@ -1,6 +1,7 @@
 """The recipe's evaluation suite: one set of numbers per model, the same after every stage.
 
-    metrics = evaluate_suite(eval_cfg, suite, model="runs/recipe/general_rl/checkpoints/step_000020", out=DIR)
+    metrics, per_prompt = evaluate_suite(eval_cfg, suite, model="runs/recipe/general_rl/checkpoints/step_000020",
+                                         out=DIR)
 
 `eval_cfg` is a GRPO config (the recipe's `eval.config`): its tasks' eval splits, rollout settings and
 thinking switch. On one set of rollout and reward workers (the actors `rl train` uses) it measures:
@@ -18,8 +19,11 @@ thinking switch. On one set of rollout and reward workers (the actors `rl train`
   `budget/none`, and `no_think/accuracy`.
 Noise: each accuracy gets `<metric>/ci95`, the half-width of a 95% bootstrap interval over prompts
 (1000 resamples of the prompt set, seeded), and each ThinkFollow share the half-width of its 95% Wilson
-interval over its turns; that is how the recipe's table judges a change.
-Written to `out`: eval.json (the metrics) and samples.jsonl (every evaluated completion and its reward).
+interval over its turns. `per_prompt` keeps each accuracy's per-prompt scores (the same prompts after
+every stage, in the same order), so the recipe's table can judge a change between two models on paired
+prompts (rl/recipe_table.py).
+Written to `out`: eval.json (the metrics and per-prompt scores) and samples.jsonl (every evaluated
+completion and its reward).
 """
 from __future__ import annotations
 
@@ -57,8 +61,9 @@ def with_ci(name: str, per_prompt: list[float]) -> dict[str, float]:
 
 
 def task_metrics(tasks: list[Any], groups: list[tuple[Any, int]], scored: list[Any], rollouts: list[Any],
-                 k: int) -> dict[str, float]:
-    """Accuracy per task, and the ToolUse numbers over the agent tasks' episodes."""
+                 k: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Accuracy per task, and the ToolUse numbers over the agent tasks' episodes; with the per-prompt
+    scores of each accuracy."""
     from rl.evaluate import solved
 
     per_task: dict[str, list[float]] = {}
@@ -75,14 +80,16 @@ def task_metrics(tasks: list[Any], groups: list[tuple[Any, int]], scored: list[A
                 tool["called"] += calls > 0
                 tool["calls"] += calls
                 tool["errors"] += int(e.env_info.get("tool_errors", 0))
-    metrics: dict[str, float] = {}
-    for name, rates in per_task.items():
-        metrics.update(with_ci(f"{name}/accuracy", rates))
+    per_prompt = {f"{name}/accuracy": rates for name, rates in per_task.items()}
     if tool["episodes"]:
-        metrics.update(with_ci("tool/success", tool["prompts"]))
+        per_prompt["tool/success"] = tool["prompts"]
+    metrics: dict[str, float] = {}
+    for name, rates in per_prompt.items():
+        metrics.update(with_ci(name, rates))
+    if tool["episodes"]:
         metrics["tool/called"] = tool["called"] / tool["episodes"]
         metrics["tool/well_formed"] = 1 - tool["errors"] / tool["calls"] if tool["calls"] else float("nan")
-    return metrics
+    return metrics, per_prompt
 
 
 class ActorGenerator:
@@ -132,8 +139,10 @@ def write_samples(path: Path, result: Any) -> None:
                                 "components": score.components}, default=str) + "\n")
 
 
-def evaluate_suite(cfg: TrainConfig, suite: EvalSuite, model: str, out: Path) -> dict[str, float]:
-    """Every number of the module docstring for `model`; also written to out/eval.json."""
+def evaluate_suite(cfg: TrainConfig, suite: EvalSuite, model: str, out: Path
+                   ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Every number of the module docstring for `model`, and the accuracies' per-prompt scores; both also
+    written to out/eval.json."""
     import ray
     from transformers import AutoTokenizer
 
@@ -152,7 +161,7 @@ def evaluate_suite(cfg: TrainConfig, suite: EvalSuite, model: str, out: Path) ->
         workers = RoundWorkers(create_rollout_workers(cfg, model_path), create_reward_workers(cfg, tasks))
         requests, rows, prefixes, groups = eval_requests(0, tasks, cfg, tokenizer)
         result = run_round(requests, rows, prefixes, workers)
-        metrics = task_metrics(tasks, groups, result.scored, result.rollouts, suite.samples)
+        metrics, per_prompt = task_metrics(tasks, groups, result.scored, result.rollouts, suite.samples)
         write_samples(out / "samples.jsonl", result)
         first = next(t for t in tasks if t.env is None)
         metrics.update(thinking_metrics(cfg, first, suite, ActorGenerator(workers, tokenizer)))
@@ -160,5 +169,6 @@ def evaluate_suite(cfg: TrainConfig, suite: EvalSuite, model: str, out: Path) ->
         if started_ray:
             ray.shutdown()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps({"model": model_path, "metrics": metrics}, indent=2) + "\n")
-    return metrics
+    (out / "eval.json").write_text(json.dumps({"model": model_path, "metrics": metrics, "per_prompt": per_prompt},
+                                              indent=2) + "\n")
+    return metrics, per_prompt

@@ -13,7 +13,7 @@ from rl.config import ConfigError
 from rl.recipe import SMOKE, Recipe
 from rl.recipe_config import STAGES, load_recipe
 from rl.recipe_eval import bootstrap_ci, task_metrics, wilson_ci
-from rl.recipe_table import markdown, write_table
+from rl.recipe_table import changes, markdown, paired_interval, write_table
 from tests.helpers import ROOT
 
 RECIPE = ROOT / "configs" / "recipe_tiny.yaml"
@@ -37,8 +37,9 @@ def fake_recipe(tmp_path, monkeypatch, fail_at: str | None = None, stages: list[
     monkeypatch.setattr("rl.console.log_to_run_folder", lambda out: None)  # keep this process's loggers as they are
     overrides = [f"output_dir={tmp_path}"] + ([f"stages={json.dumps(stages)}"] if stages else [])
     recipe = Recipe(load_recipe(RECIPE, overrides))
-    monkeypatch.setattr(recipe, "evaluate", lambda model, out: {"arithmetic/accuracy": len(model) / 100,
-                                                                "arithmetic/accuracy/ci95": 0.01})
+    monkeypatch.setattr(recipe, "evaluate", lambda model, out: {
+        "metrics": {"arithmetic/accuracy": len(model) / 100, "arithmetic/accuracy/ci95": 0.01},
+        "per_prompt": {"arithmetic/accuracy": [len(model) / 100] * 4}})
     return recipe, calls
 
 
@@ -53,6 +54,11 @@ def test_stages_run_in_order_each_from_the_last_model(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "recipe.json").read_text()) == json.loads(json.dumps(state))
     table = (tmp_path / "recipe.md").read_text()
     assert all(f"| {s} |" in table for s in ["base", *STAGES]) and (tmp_path / "recipe.png").stat().st_size > 1000
+    # each stage is compared with the row it started from; distillation with its student, the base model
+    starts = {s: state["rows"][s]["start"] for s in STAGES}
+    assert starts == {"cold_start": "base", "reasoning_rl": "cold_start", "fusion": "reasoning_rl",
+                      "general_rl": "fusion", "distill": "base"}
+    assert "| reasoning_rl (cold_start) | +0.130 [+0.13, +0.13] * |" in table  # "+reasoning_rl" is 13 characters
 
 
 def test_a_killed_recipe_resumes_at_the_unfinished_stage(tmp_path, monkeypatch):
@@ -71,7 +77,8 @@ def test_reevaluate_evaluates_every_row_again_and_trains_nothing(tmp_path, monke
     recipe.run()
     recipe, calls = fake_recipe(tmp_path, monkeypatch)
     seen = []
-    monkeypatch.setattr(recipe, "evaluate", lambda model, out: seen.append((model, out)) or {"arithmetic/accuracy": 1.0})
+    monkeypatch.setattr(recipe, "evaluate", lambda model, out: seen.append((model, out)) or {
+        "metrics": {"arithmetic/accuracy": 1.0}, "per_prompt": {}})
     state = recipe.reevaluate()
     assert calls == [] and [m for m, _ in seen] == [row["model"] for row in state["rows"].values()]
     assert seen[0][1] == tmp_path / "base" and seen[1][1] == tmp_path / "cold_start" / "eval"
@@ -139,9 +146,10 @@ def test_task_metrics_accuracy_and_tool_use(monkeypatch):
     rollouts = [SimpleNamespace(env_info={})] * 4 + [SimpleNamespace(env_info={"tool_calls": 2, "tool_errors": 1}),
                                                     SimpleNamespace(env_info={"tool_calls": 0, "tool_errors": 0})]
     monkeypatch.setattr("rl.evaluate.solved", lambda result, task: result.solved)
-    metrics = task_metrics([math_task, agent], groups, scored, rollouts, k=2)
+    metrics, per_prompt = task_metrics([math_task, agent], groups, scored, rollouts, k=2)
     assert metrics["arithmetic/accuracy"] == 0.75 and metrics["agent_python/accuracy"] == 0.0
     assert metrics["tool/success"] == 0.0 and metrics["tool/called"] == 0.5 and metrics["tool/well_formed"] == 0.5
+    assert per_prompt == {"arithmetic/accuracy": [0.5, 1.0], "agent_python/accuracy": [0.0], "tool/success": [0.0]}
 
 
 def test_table_cells_show_the_interval_and_the_stage_figures(tmp_path):
@@ -155,3 +163,24 @@ def test_table_cells_show_the_interval_and_the_stage_figures(tmp_path):
     assert "filter kept 10 of 64" in text and "reverse KL 0.300 -> 0.100" in text and "| distill | - | - |" in text
     write_table(state, ["a"], tmp_path)
     assert (tmp_path / "recipe.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_changes_pair_prompts_and_mark_only_changes_whose_interval_excludes_zero():
+    before = [0.0] * 24 + [1.0] * 24
+    state = {"name": "t", "rows": {
+        "base": {"metrics": {"acc": 0.5, "tf": 0.5, "tf/ci95": 0.1}, "per_prompt": {"acc": before}},
+        # each of 12 prompts gains: paired, a clear rise (unpaired intervals of +-0.14 would overlap)
+        "cold_start": {"start": "base", "metrics": {"acc": 0.75, "tf": 0.9, "tf/ci95": 0.05},
+                       "per_prompt": {"acc": [1.0] * 12 + [0.0] * 12 + [1.0] * 24}},
+        # the same mean, the prompts shuffled: no paired change; a share moving inside its noise
+        "fusion": {"start": "cold_start", "metrics": {"acc": 0.75, "tf": 0.85, "tf/ci95": 0.05},
+                   "per_prompt": {"acc": [0.0] * 12 + [1.0] * 36}},
+        "distill": {"start": None, "metrics": {"acc": 0.1}}}}
+    text = changes(state, ["acc", "tf"])
+    lines = {ln.split(" |")[0]: ln for ln in text.splitlines()}
+    assert "+0.250 [+0.12, +0.38] *" in lines["| cold_start (base)"]  # 12 of 48 prompts rose by 1.0
+    assert "+0.400 [+0.29, +0.51] *" in lines["| cold_start (base)"]  # hypot(0.1, 0.05) = 0.112
+    assert "+0.000" in lines["| fusion (cold_start)"] and "*" not in lines["| fusion (cold_start)"]
+    assert not any(k.startswith("| distill") for k in lines)  # no start row: nothing to compare with
+    delta, low, high = paired_interval([1.0, 0.0, 1.0], [0.0, 0.0, 1.0])
+    assert delta == 1 / 3 and 0.0 <= low <= delta <= high <= 1.0
