@@ -107,10 +107,12 @@ def build_fusion_data(cfg: TrainConfig, out: Path, *, prompts: int, threshold: f
 def keep_samples(requests: list, rows: list[dict[str, Any]], completions: list[str], scored: list, tasks: dict,
                  stats: FusionStats, *, threshold: float, no_think_threshold: float | None, per_prompt: int
                  ) -> list[dict[str, Any]]:
-    """The chat rows to write for one step's samples (see `select`), counting everything in `stats`."""
+    """The chat rows to write for one step's samples (see `select`), counting everything in `stats`. A
+    prompt's samples are tried best-scored first, so `per_prompt` keeps its best well-formed ones."""
     kept_per_uid: Counter = Counter()
     kept = []
-    for req, row, completion, result in zip(requests, rows, completions, scored):
+    order = sorted(range(len(requests)), key=lambda i: -(scored[i].reward or 0.0))  # stable: ties keep order
+    for req, row, completion, result in ((requests[i], rows[i], completions[i], scored[i]) for i in order):
         mode = "think" if req.thinking else "no_think"
         stats.sampled[mode] += 1
         response, reason = select(completion, req.thinking, None if result.all_none else result.reward,

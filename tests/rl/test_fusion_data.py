@@ -76,6 +76,13 @@ def test_keep_samples_caps_per_prompt_counts_and_flags_the_user_turn():
     assert kept[0]["messages"][-2] == {"role": "user", "content": row["prompt"] + " /no_think"}
     assert kept[2]["messages"][-2] == {"role": "user", "content": row["prompt"]}   # no flag: thinking
     assert kept[2]["messages"][-1] == {"role": "assistant", "content": THOUGHT}
+    # with a threshold of 0 every prompt keeps a response: its best-scored well-formed one, not its first
+    scored = [ScoreResult(r, {}, {}, False, {}) for r in (0.0, 0.5, 0.2, 0.0, 0.0)]
+    answers = [EMPTY_THINK + a for a in ("3", "4", "5")] + [THOUGHT, THOUGHT]
+    kept = keep_samples(requests, [row] * 5, answers, scored, {"arithmetic": task}, FusionStats(), threshold=0.0,
+                        no_think_threshold=0.0, per_prompt=1)
+    assert [(k["thinking"], k["reward"], k["messages"][-1]["content"]) for k in kept] == [
+        (False, 0.5, EMPTY_THINK + "4"), (True, 0.0, THOUGHT)]
 
 
 @pytest.mark.ray
