@@ -12,7 +12,7 @@
     rl build-fusion-data --arithmetic N --out FILE.jsonl
     rl eval-thinking CONFIG --out DIR [--model DIR] [--budgets 0,16,32]  (rl/thinking/evals.py)
     rl distill CONFIG [--teacher DIR] [rl train's options]   (on-policy distillation, rl/teacher.py)
-    rl distill CONFIG --off-policy --sft-config SFT.yaml [--prompts 64] [--teacher DIR]   (teacher answers -> SFT)
+    rl distill CONFIG --off-policy --sft-config SFT.yaml [--prompts 64] [--min-reward 1] [--teacher DIR]   (teacher answers -> SFT)
     rl filter CONFIG --out FILE.jsonl [--k 8] [--band 0.1 0.9] [--model DIR] [--task NAME]  (rl/query_filter.py)
     rl build-agent-data CONFIG --out FILE.jsonl [--episodes 64]   (agent cold-start SFT data, rl/agent_data.py)
     rl recipe RECIPE [--output-dir DIR] [--smoke] [--reevaluate] [--field VALUE ...]  (every Qwen3 stage, rl/recipe.py)
@@ -83,21 +83,20 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def distill_off_policy(args: argparse.Namespace, cfg: Any, overrides: list[str]) -> int:
-    """`rl distill --off-policy`: the teacher's correct answers to the config's tasks, then SFT of the
-    config's model on them into run.output_dir (rl/recipe_stages.py `off_policy_distill`)."""
+    """`rl distill --off-policy`: the teacher's best answers to the config's tasks (reward >= --min-reward),
+    then SFT of the config's model on them into run.output_dir (rl/recipe_stages.py `off_policy_distill`)."""
     from rl.config import ConfigError, SFTConfig, load_config
     from rl.recipe_stages import off_policy_distill
 
     if not args.sft_config:
-        raise ConfigError("rl distill --off-policy: give --sft-config FILE (the SFT settings, e.g. "
-                          "configs/sft_tiny.yaml)")
+        raise ConfigError("rl distill --off-policy: give --sft-config FILE (the SFT settings: configs/sft_tiny.yaml)")
     out = cfg.output_dir
     sft_cfg = load_config(args.sft_config, [f"model.path={cfg.model.path}", f"run.output_dir={out}",
                                             f"run.seed={cfg.run.seed}", f"sft.data={out / 'teacher_chats.jsonl'}"],
                           kind=SFTConfig)
     teacher_cfg = load_config(args.config, overrides + [f"model.path={cfg.distill.teacher}", "distill.teacher=null"])
-    model, kept = off_policy_distill(teacher_cfg, sft_cfg, args.prompts)
-    print(f"off-policy distillation: the teacher answered {kept} prompts correctly ({out / 'teacher_chats.jsonl'}); "
+    model, kept = off_policy_distill(teacher_cfg, sft_cfg, args.prompts, args.min_reward)
+    print(f"off-policy distillation: {kept} teacher answers kept ({out / 'teacher_chats.jsonl'}); "
           + (f"student trained: {model}\nnext, on-policy: rl distill {args.config} --model.path {model}"
              if model else "too few for one SFT batch: raise --prompts"))
     return 0
@@ -307,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: SFT of the model on the teacher's correct answers (needs --sft-config)")
     p.add_argument("--sft-config", help="--off-policy: the SFT config (learner and sft sections)")
     p.add_argument("--prompts", type=int, default=64, help="--off-policy: prompts the teacher answers (default 64)")
+    p.add_argument("--min-reward", type=float, default=1.0, help="--off-policy: keep the teacher's best response to "
+                   "a prompt when its reward reaches this (default 1.0: correct answers only; 0: every prompt)")
 
     from launch.submit import add_jobs_args, add_submit_args
 

@@ -120,10 +120,14 @@ class Distill:
     sft_overrides: dict[str, Any] = field(default_factory=dict)
     """`section.field: value` overrides of `sft_config`."""
     data_config: str = "configs/distill_tiny.yaml"
-    """The GRPO config the teacher's responses are sampled with (`rl build-fusion-data`; a response is kept
-    when its reward reaches 1.0, in either mode)."""
+    """The GRPO config the teacher's responses are sampled with (`rl build-fusion-data`: the best-scored
+    well-formed response per prompt, in the prompt's mode)."""
     prompts: int = 64
     """Prompts the teacher answers for the off-policy data; 0: skip off-policy distillation."""
+    min_reward: float = 0.0
+    """A teacher response is kept when its reward reaches this. 0.0 keeps the teacher's best response to
+    every prompt, right or not, as the report's off-policy distillation does (the student learns the
+    teacher's format and behaviour in both modes); 1.0 keeps correct answers only."""
 
 
 @dataclass

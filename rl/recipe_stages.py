@@ -132,7 +132,7 @@ def distill(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
         sft_cfg = recipe.sft_config(sec.sft_config, sec.sft_overrides, student, d / "off_policy",
                                     d / "teacher_chats.jsonl")
         distilled, figures["off_policy_rows"] = off_policy_distill(recipe.sampling_config(sec.data_config, teacher),
-                                                                   sft_cfg, sec.prompts)
+                                                                   sft_cfg, sec.prompts, sec.min_reward)
         student = distilled or student
     cfg = recipe.train_config(sec.config, sec.overrides, student, d / "on_policy", [f"distill.teacher={teacher}"])
     model = recipe.run_train(cfg)
@@ -140,21 +140,22 @@ def distill(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
     return model, figures
 
 
-def off_policy_distill(teacher_cfg: Any, sft_cfg: Any, prompts: int) -> tuple[str | None, int]:
+def off_policy_distill(teacher_cfg: Any, sft_cfg: Any, prompts: int, min_reward: float = 1.0
+                       ) -> tuple[str | None, int]:
     """Off-policy distillation: the teacher (`teacher_cfg`'s model) answers `prompts` prompts of its config's
-    tasks in both modes, its correct answers (reward 1.0) are kept (`rl build-fusion-data`), and the student
-    (`sft_cfg`'s model) is trained on them by SFT into `sft_cfg`'s run folder. The data goes to
-    `sft_cfg.sft.data` (kept when it exists). Returns (the student's final model, or None when fewer answers
-    than one SFT batch were kept; the rows kept)."""
+    tasks in both modes, its best well-formed response per prompt is kept when its reward reaches
+    `min_reward` (`rl build-fusion-data`), and the student (`sft_cfg`'s model) is trained on them by SFT into
+    `sft_cfg`'s run folder. The data goes to `sft_cfg.sft.data` (kept when it exists). Returns (the
+    student's final model, or None when fewer responses than one SFT batch were kept; the rows kept)."""
     data = Path(sft_cfg.sft.data)
     if not data.is_file():
         from rl.thinking.fusion_data import build_fusion_data
 
-        build_fusion_data(teacher_cfg, data, prompts=prompts, threshold=1.0, no_think_threshold=1.0)
+        build_fusion_data(teacher_cfg, data, prompts=prompts, threshold=min_reward, no_think_threshold=min_reward)
     kept = count_rows(data)
     if kept < sft_cfg.sft.batch_size:
-        log.warning("off-policy distillation: the teacher answered %d prompts correctly, fewer than one SFT batch "
-                    "(%d); skipped", kept, sft_cfg.sft.batch_size)
+        log.warning("off-policy distillation: the teacher kept %d responses (reward >= %s), fewer than one SFT "
+                    "batch (%d); skipped", kept, min_reward, sft_cfg.sft.batch_size)
         return None, kept
     return sft_to_end(sft_cfg), kept
 
