@@ -126,7 +126,8 @@ class RunLogger:
     """Appends to <run>/metrics.jsonl, logs to wandb, and drives a tqdm bar."""
 
     def __init__(self, out_dir: Path, config: dict[str, Any], *, mode: str, project: str, run_name: str,
-                 total_steps: int, start_step: int, progress_bar: bool, run_id: str | None = None):
+                 total_steps: int, start_step: int, progress_bar: bool, run_id: str | None = None,
+                 desc: str = "grpo"):
         self.path = out_dir / "metrics.jsonl"
         self.wandb = None
         if mode != "disabled":
@@ -139,7 +140,7 @@ class RunLogger:
         if progress_bar:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="grpo", unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step", dynamic_ncols=True)
 
     @property
     def run_id(self) -> str | None:
@@ -153,8 +154,9 @@ class RunLogger:
             self.wandb.log(metrics, step=step)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(reward=f"{metrics.get('reward/mean', 0):.3f}",
-                                 step_s=f"{metrics.get('time/step', 0):.1f}")
+            shown = {"loss": f"{metrics['loss/sft']:.3f}"} if "loss/sft" in metrics else {
+                "reward": f"{metrics.get('reward/mean', 0):.3f}"}  # SFT has no reward
+            self.bar.set_postfix(**shown, step_s=f"{metrics.get('time/step', 0):.1f}")
 
     @staticmethod
     def warn_if_idle(step: int, metrics: dict[str, float]) -> None:

@@ -71,3 +71,18 @@ def test_closing_summary_names_the_change_and_where_to_look(tmp_path):
     assert lines[1].split() == ["reward", "0.240", "(first", "5", "steps)", "->", "0.780", "(last", "5),", "+0.540"]
     assert lines[2].split()[:2] == ["accuracy", "0.120"]
     assert f"checkpoint {tmp_path / 'checkpoints' / 'step_000012'}" in text and "report.html" in text
+
+
+def test_the_progress_bar_names_the_command_and_shows_the_loss_for_sft(tmp_path, capsys):
+    from rl.metrics import RunLogger
+
+    bars = {}
+    for desc, metrics in (("grpo", {"reward/mean": 0.5, "time/step": 2.0}), ("sft", {"loss/sft": 1.25})):
+        logger = RunLogger(tmp_path / desc, {}, mode="disabled", project="p", run_name=desc, total_steps=2,
+                           start_step=0, progress_bar=True, desc=desc)
+        (tmp_path / desc).mkdir()
+        logger.log(1, metrics)
+        logger.close()
+        bars[desc] = capsys.readouterr().err
+    assert "grpo:" in bars["grpo"] and "reward=0.500" in bars["grpo"]
+    assert "sft:" in bars["sft"] and "loss=1.250" in bars["sft"] and "reward" not in bars["sft"]
