@@ -173,10 +173,14 @@ def count_rows(path: Path) -> int:
     return sum(1 for ln in path.read_text().splitlines() if ln.strip())
 
 
-def first_last(metrics_file: Path, key: str) -> dict[str, float]:
-    """A metric's value at the first and the last step that logged it."""
+def first_last(metrics_file: Path, key: str, window: int = 5) -> dict[str, float]:
+    """A metric's mean over the first and over the last `window` steps that logged it (one step's value is
+    as noisy as a batch; at most half the steps each)."""
     values = [r[key] for r in map(json.loads, metrics_file.read_text().splitlines()) if key in r]
-    return {"first": values[0], "last": values[-1]} if values else {}
+    if not values:
+        return {}
+    n = max(1, min(window, len(values) // 2))
+    return {"first": sum(values[:n]) / n, "last": sum(values[-n:]) / n, "steps": n}
 
 
 STAGE_RUNNERS: dict[str, Callable[[Any, str], tuple[str, dict[str, Any]]]] = {

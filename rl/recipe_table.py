@@ -35,7 +35,9 @@ def markdown(state: dict[str, Any], columns: list[str]) -> str:
             f = row["filter"]
             notes.append(f"filter kept {f['kept']} of {f['queries']}" + (" (fell back)" if "fallback" in f else ""))
         if row.get("reverse_kl"):
-            notes.append(f"reverse KL {row['reverse_kl']['first']:.3f} -> {row['reverse_kl']['last']:.3f}")
+            kl = row["reverse_kl"]
+            notes.append(f"reverse KL {kl['first']:.3f} -> {kl['last']:.3f}"
+                         + (f" (means of the first and last {kl['steps']} steps)" if "steps" in kl else ""))
         notes.append(f"{row['seconds'] / 60:.1f} min")
         lines.append(f"| {stage} | " + " | ".join(cell(row["metrics"], c) for c in columns) + f" | {'; '.join(notes)} |")
     return "\n".join(lines) + "\n"

@@ -184,3 +184,15 @@ def test_changes_pair_prompts_and_mark_only_changes_whose_interval_excludes_zero
     assert not any(k.startswith("| distill") for k in lines)  # no start row: nothing to compare with
     delta, low, high = paired_interval([1.0, 0.0, 1.0], [0.0, 0.0, 1.0])
     assert delta == 1 / 3 and 0.0 <= low <= delta <= high <= 1.0
+
+
+def test_first_last_averages_the_first_and_last_steps(tmp_path):
+    from rl.recipe_stages import first_last
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": i, **({"kl": float(i)} if i != 3 else {})}) + "\n"
+                               for i in range(1, 14)))
+    assert first_last(metrics, "kl") == {"first": (1 + 2 + 4 + 5 + 6) / 5, "last": (9 + 10 + 11 + 12 + 13) / 5,
+                                         "steps": 5}
+    assert first_last(metrics, "kl", window=50) == {"first": 25 / 6, "last": 10.5, "steps": 6}  # half the 12 steps
+    assert first_last(metrics, "missing") == {}
