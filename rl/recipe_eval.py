@@ -15,8 +15,9 @@ thinking switch. On one set of rollout and reward workers (the actors `rl train`
 - ThinkFollow (rl/thinking/evals.py `think_follow`): multi-turn dialogs with random /think, /no_think
   or no flags, scored on whether each turn's think block follows the flag in force: `think_follow/score`,
   `think_follow/no_think` (turns that asked for /no_think), `think_follow/think`;
-- accuracy vs thinking budget on the first task's eval questions: `budget/<b>` for each budget and
-  `budget/none`, and `no_think/accuracy`.
+- accuracy vs thinking budget on the first task's eval questions (one sample each): `budget/<b>` for
+  each budget and `budget/none` (thinking mode, no budget: what reasoning RL targets), and
+  `no_think/accuracy`.
 Noise: each accuracy gets `<metric>/ci95`, the half-width of a 95% bootstrap interval over prompts
 (1000 resamples of the prompt set, seeded), and each ThinkFollow share the half-width of its 95% Wilson
 interval over its turns. `per_prompt` keeps each accuracy's per-prompt scores (the same prompts after
@@ -104,8 +105,10 @@ class ActorGenerator:
         return generate(self.workers, requests)
 
 
-def thinking_metrics(cfg: TrainConfig, task: Any, suite: EvalSuite, generator: ActorGenerator) -> dict[str, float]:
-    """ThinkFollow and accuracy vs budget (rl/thinking/evals.py) on `task`'s eval questions."""
+def thinking_metrics(cfg: TrainConfig, task: Any, suite: EvalSuite, generator: ActorGenerator
+                     ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """ThinkFollow and accuracy vs budget (rl/thinking/evals.py) on `task`'s eval questions; with the
+    budget points' per-question scores."""
     from rl.thinking.evals import _question, budget_accuracy, make_dialogs, success_scorer, think_follow
     from rl.thinking.tags import STOP_THINKING, with_flag
 
@@ -121,13 +124,16 @@ def thinking_metrics(cfg: TrainConfig, task: Any, suite: EvalSuite, generator: A
     score = success_scorer(task.rewards[0], task.success_threshold)
     stop = len(generator.tokenizer.encode(STOP_THINKING, add_special_tokens=False))
     chats = {mode: [with_flag(task.messages(r, mode), mode) for r in rows] for mode in (True, False)}
+    per_question: dict[str, list[float]] = {}
     for budget in [*suite.budgets, None]:
         room = (max(suite.budgets, default=0) if budget is None else budget) + stop + suite.answer_tokens
         point = budget_accuracy(generator, chats[True], rows, score, budget, room)
-        metrics[f"budget/{'none' if budget is None else budget}"] = point.accuracy
-    metrics["no_think/accuracy"] = budget_accuracy(generator, chats[False], rows, score, None, suite.answer_tokens,
-                                                   thinking=False).accuracy
-    return metrics
+        per_question[f"budget/{'none' if budget is None else budget}"] = [float(c) for c in point.correct]
+    point = budget_accuracy(generator, chats[False], rows, score, None, suite.answer_tokens, thinking=False)
+    per_question["no_think/accuracy"] = [float(c) for c in point.correct]
+    for name, scores in per_question.items():
+        metrics.update(with_ci(name, scores))
+    return metrics, per_question
 
 
 def write_samples(path: Path, result: Any) -> None:
@@ -164,7 +170,9 @@ def evaluate_suite(cfg: TrainConfig, suite: EvalSuite, model: str, out: Path
         metrics, per_prompt = task_metrics(tasks, groups, result.scored, result.rollouts, suite.samples)
         write_samples(out / "samples.jsonl", result)
         first = next(t for t in tasks if t.env is None)
-        metrics.update(thinking_metrics(cfg, first, suite, ActorGenerator(workers, tokenizer)))
+        thinking, per_question = thinking_metrics(cfg, first, suite, ActorGenerator(workers, tokenizer))
+        metrics.update(thinking)
+        per_prompt.update(per_question)
     finally:
         if started_ray:
             ray.shutdown()

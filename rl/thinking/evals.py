@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class BudgetPoint:
     budget_hit_rate: float
     thinking_tokens: float
     n: int
+    correct: list[bool] = field(default_factory=list)
+    """Per question, in the order asked: whether it was answered right (paired comparisons of models)."""
 
 
 def make_dialogs(questions: list[str], n: int, turns: int, rng: random.Random) -> list[list[str]]:
@@ -109,7 +111,7 @@ def budget_accuracy(worker: Any, chats: list[list[dict[str, Any]]], rows: list[d
     rollouts = worker.generate(requests)
     correct = [score(response_prefix(p) + r.text, row) for p, r, row in zip(prompts, rollouts, rows)]
     return BudgetPoint(budget, _share(correct), _share([r.budget_hit for r in rollouts]),
-                       sum(r.thinking_tokens for r in rollouts) / len(rollouts), len(rollouts))
+                       sum(r.thinking_tokens for r in rollouts) / len(rollouts), len(rollouts), correct)
 
 
 def success_scorer(spec: Any, success: float) -> Any:
