@@ -81,7 +81,12 @@ def test_smoke_recipe_runs_its_stages_evaluates_each_and_resumes(tiny_model, tmp
     assert on_policy["model"]["path"].startswith(str(out / "distill" / "off_policy" / "checkpoints"))
     assert on_policy["distill"]["teacher"] == cold["model"]
     assert distill["model"].startswith(str(out / "distill" / "on_policy" / "checkpoints"))
-    assert distill["reverse_kl"]["first"] > 0.0
+    assert distill["reverse_kl"]["first"] > 0.0 and distill["reverse_kl"]["steps"] == 1  # 2 smoke steps: 1 each
+    # per-prompt scores for paired changes: the same prompts in every row, each stage against its start
+    assert cold["start"] == "base" and distill["start"] == "base"
+    for name in ("arithmetic/accuracy", "tool/success", "budget/none", "no_think/accuracy"):
+        assert len({len(row["per_prompt"][name]) for row in state["rows"].values()}) == 1, name
+    assert "| distill (base) |" in (out / "recipe.md").read_text()
     assert not list(out.glob("**/checkpoints/*/deepspeed"))  # finished stages keep models, not optimizer states
     assert "| cold_start |" in proc.stdout and (out / "recipe.png").stat().st_size > 1000
 
