@@ -38,13 +38,20 @@ from rl.config import TrainConfig
 from rl.recipe_config import EvalSuite
 
 
-def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 1000) -> float:
-    """Half-width of the 95% bootstrap interval of the mean of `values` (per-prompt scores)."""
+def bootstrap_interval(values: list[float], seed: int = 0, resamples: int = 1000) -> tuple[float, float]:
+    """(low, high) of the 95% bootstrap interval of the mean of `values` (per-prompt scores, or per-prompt
+    differences between two models); NaN for fewer than two values."""
     if len(values) < 2:
-        return float("nan")
+        return float("nan"), float("nan")
     rng = random.Random(seed)
     means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
-    return (means[int(0.975 * resamples) - 1] - means[int(0.025 * resamples)]) / 2
+    return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+
+
+def bootstrap_ci(values: list[float]) -> float:
+    """Half-width of the 95% bootstrap interval of the mean of `values`."""
+    low, high = bootstrap_interval(values)
+    return (high - low) / 2
 
 
 def wilson_ci(share: float, n: int) -> float:

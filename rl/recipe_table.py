@@ -14,9 +14,10 @@ two rows' own intervals not to overlap would be far stricter (a ~0.5% level, not
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 from typing import Any
+
+from rl.recipe_eval import bootstrap_interval
 
 
 def cell(metrics: dict[str, float], name: str) -> str:
@@ -43,13 +44,10 @@ def markdown(state: dict[str, Any], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired_interval(after: list[float], before: list[float], seed: int = 0, resamples: int = 1000
-                    ) -> tuple[float, float, float]:
+def paired_interval(after: list[float], before: list[float]) -> tuple[float, float, float]:
     """Mean of `after - before` over paired prompts and its 95% bootstrap interval (low, high)."""
     diffs = [a - b for a, b in zip(after, before)]
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
-    return sum(diffs) / len(diffs), means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+    return (sum(diffs) / len(diffs), *bootstrap_interval(diffs))
 
 
 def change(row: dict[str, Any], start: dict[str, Any], name: str) -> tuple[float, float, float] | None:
