@@ -136,7 +136,7 @@ def distill(recipe: Any, model: str) -> tuple[str, dict[str, Any]]:
         student = distilled or student
     cfg = recipe.train_config(sec.config, sec.overrides, student, d / "on_policy", [f"distill.teacher={teacher}"])
     model = recipe.run_train(cfg)
-    figures["reverse_kl"] = first_last(cfg.output_dir / "metrics.jsonl", "distill/reverse_kl")
+    figures["reverse_kl"] = first_last(cfg.output_dir, "distill/reverse_kl")
     return model, figures
 
 
@@ -173,14 +173,15 @@ def count_rows(path: Path) -> int:
     return sum(1 for ln in path.read_text().splitlines() if ln.strip())
 
 
-def first_last(metrics_file: Path, key: str, window: int = 5) -> dict[str, float]:
-    """A metric's mean over the first and over the last `window` steps that logged it (one step's value is
-    as noisy as a batch; at most half the steps each)."""
-    values = [r[key] for r in map(json.loads, metrics_file.read_text().splitlines()) if key in r]
-    if not values:
-        return {}
-    n = max(1, min(window, len(values) // 2))
-    return {"first": sum(values[:n]) / n, "last": sum(values[-n:]) / n, "steps": n}
+def first_last(run_dir: Path, key: str, window: int = 5) -> dict[str, float]:
+    """A metric's mean over the first and over the last `window` steps of a run that logged it (one step's
+    value is as noisy as a batch; at most half the steps each, as `rl train`'s closing summary does)."""
+    from rl.report import read_metrics, series, window_mean
+
+    records = read_metrics(run_dir)
+    n = max(1, min(window, len(series(records, key)[1]) // 2))
+    first, last = window_mean(records, key, True, n), window_mean(records, key, False, n)
+    return {} if first is None else {"first": first, "last": last, "steps": n}
 
 
 STAGE_RUNNERS: dict[str, Callable[[Any, str], tuple[str, dict[str, Any]]]] = {

@@ -192,7 +192,7 @@ def test_first_last_averages_the_first_and_last_steps(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("".join(json.dumps({"step": i, **({"kl": float(i)} if i != 3 else {})}) + "\n"
                                for i in range(1, 14)))
-    assert first_last(metrics, "kl") == {"first": (1 + 2 + 4 + 5 + 6) / 5, "last": (9 + 10 + 11 + 12 + 13) / 5,
+    assert first_last(tmp_path, "kl") == {"first": (1 + 2 + 4 + 5 + 6) / 5, "last": (9 + 10 + 11 + 12 + 13) / 5,
                                          "steps": 5}
-    assert first_last(metrics, "kl", window=50) == {"first": 25 / 6, "last": 10.5, "steps": 6}  # half the 12 steps
-    assert first_last(metrics, "missing") == {}
+    assert first_last(tmp_path, "kl", window=50) == {"first": 25 / 6, "last": 10.5, "steps": 6}  # half the 12 steps
+    assert first_last(tmp_path, "missing") == {}
