@@ -127,7 +127,7 @@ class RunLogger:
 
     def __init__(self, out_dir: Path, config: dict[str, Any], *, mode: str, project: str, run_name: str,
                  total_steps: int, start_step: int, progress_bar: bool, run_id: str | None = None,
-                 desc: str = "grpo"):
+                 desc: str = "grpo", shown: tuple[str, str] = ("reward", "reward/mean")):
         self.path = out_dir / "metrics.jsonl"
         self.wandb = None
         if mode != "disabled":
@@ -136,7 +136,7 @@ class RunLogger:
             os.environ.setdefault("WANDB_SILENT", "true")
             self.wandb = wandb.init(project=project, name=run_name, config=config, dir=str(out_dir), mode=mode,
                                     id=run_id, resume="allow")
-        self.bar = None
+        self.bar, self.shown = None, shown  # the bar's (label, metric) beside the step time
         if progress_bar:
             from tqdm import tqdm
 
@@ -154,9 +154,8 @@ class RunLogger:
             self.wandb.log(metrics, step=step)
         if self.bar is not None:
             self.bar.update(1)
-            shown = {"loss": f"{metrics['loss/sft']:.3f}"} if "loss/sft" in metrics else {
-                "reward": f"{metrics.get('reward/mean', 0):.3f}"}  # SFT has no reward
-            self.bar.set_postfix(**shown, step_s=f"{metrics.get('time/step', 0):.1f}")
+            label, key = self.shown
+            self.bar.set_postfix({label: f"{metrics.get(key, 0):.3f}", "step_s": f"{metrics.get('time/step', 0):.1f}"})
 
     @staticmethod
     def warn_if_idle(step: int, metrics: dict[str, float]) -> None:

@@ -210,7 +210,8 @@ def sft(cfg: SFTConfig, resume: bool = False) -> Path:
             ray.get([lrn.load.remote(str(resume_from)) for lrn in learners])
         logger = RunLogger(out, to_dict(cfg), mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
                            run_name=cfg.run.name, total_steps=len(steps), start_step=start,
-                           progress_bar=cfg.logging.progress_bar, run_id=run_id, desc="sft")
+                           progress_bar=cfg.logging.progress_bar, run_id=run_id, desc="sft",
+                           shown=("loss", "loss/sft"))
         # 3. The step loop: one optimizer step per batch.
         for step in range(start, len(steps)):
             t0 = time.perf_counter()

@@ -77,9 +77,10 @@ def test_the_progress_bar_names_the_command_and_shows_the_loss_for_sft(tmp_path,
     from rl.metrics import RunLogger
 
     bars = {}
-    for desc, metrics in (("grpo", {"reward/mean": 0.5, "time/step": 2.0}), ("sft", {"loss/sft": 1.25})):
+    for desc, metrics, shown in (("grpo", {"reward/mean": 0.5, "time/step": 2.0}, ("reward", "reward/mean")),
+                                 ("sft", {"loss/sft": 1.25}, ("loss", "loss/sft"))):
         logger = RunLogger(tmp_path / desc, {}, mode="disabled", project="p", run_name=desc, total_steps=2,
-                           start_step=0, progress_bar=True, desc=desc)
+                           start_step=0, progress_bar=True, desc=desc, shown=shown)
         (tmp_path / desc).mkdir()
         logger.log(1, metrics)
         logger.close()
